@@ -1,0 +1,149 @@
+"""`kyros daemon …`: run the daemon in the foreground, or manage a background one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from kyros.cli.state import print_json, settings
+
+app = typer.Typer(help="Run or manage the kyros daemon.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document.")]
+
+
+@app.command("serve")
+def serve(
+    listen: Annotated[str | None, typer.Option("--listen", help="Also listen on TCP HOST:PORT "
+                                               "(always needs the bearer token).",
+                                               show_default=False)] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate for TCP.",
+                                                 show_default=False)] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS key for TCP.",
+                                                show_default=False)] = None,
+    insecure_no_tls: Annotated[bool, typer.Option(
+        "--insecure-no-tls", help="Allow plain TCP on a non-loopback address.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=256,
+                                                help="Concurrent jobs.", show_default=False)] = None,
+) -> None:
+    """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+    from kyros.daemon.server import TcpOptions, parse_listen, serve as run_server
+
+    loaded = settings({"workers": workers})
+    tcp = None
+    if listen:
+        host, port = parse_listen(listen)
+        tcp = TcpOptions(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                         allow_insecure=insecure_no_tls)
+    run_server(loaded, tcp)
+
+
+def _status_record() -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(settings().paths.status_file.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+@app.command("start")
+def start(json_out: JsonOpt = False) -> None:
+    """Start a background daemon (if none runs) and wait until it is ready."""
+    from kyros.cli.state import client
+
+    c = client(timeout=10)
+    health = c.health()
+    if json_out:
+        print_json(health)
+    else:
+        typer.echo(f"kyros daemon {health['version']} running (pid {health['pid']})")
+
+
+@app.command("stop")
+def stop(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for running jobs.")] = 20.0,
+) -> None:
+    """Stop the local background daemon; running jobs finish or go back to the queue."""
+    record = _status_record()
+    if not record:
+        typer.echo("no local kyros daemon is running")
+        return
+    pid = int(record["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        typer.echo("no local kyros daemon is running (removed a stale record)")
+        settings().paths.status_file.unlink(missing_ok=True)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            typer.echo(f"stopped kyros daemon (pid {pid})")
+            return
+        time.sleep(0.05)
+    sys.stderr.write(f"kyros: daemon pid {pid} did not stop within {timeout:.0f}s; "
+                     f"`kill -9 {pid}` forces it (its jobs are re-queued after their lease)\n")
+    raise typer.Exit(1)
+
+
+@app.command("status")
+def status(json_out: JsonOpt = False) -> None:
+    """Whether the daemon answers, and its readiness checks. Exit 3 if it does not answer."""
+    from kyros.cli.state import client
+
+    c = client(autostart=False, timeout=5)
+    health, ready = c.health(), c.ready()
+    if json_out:
+        print_json({"health": health, "ready": ready, "target": c.target.describe()})
+        return
+    typer.echo(f"kyros daemon {health['version']} (API v{health['api_version']}, pid "
+               f"{health['pid']}) at {c.target.describe()}: "
+               f"{'ready' if ready.get('ready') else 'NOT ready'}")
+    for name, check in ready.get("checks", {}).items():
+        typer.echo(f"  {'ok ' if check['ok'] else 'BAD'} {name}: {check['detail']}")
+
+
+@app.command("logs")
+def logs(
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="Lines to show.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+) -> None:
+    """The background daemon's log."""
+    path = settings().paths.log_file
+    if not path.exists():
+        typer.echo(f"no daemon log yet at {path}")
+        return
+    with path.open("r", errors="replace") as fh:
+        for line in fh.readlines()[-lines:]:
+            sys.stdout.write(line)
+        while follow:
+            line = fh.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+
+
+@app.command("token")
+def token(
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the token; clients using the "
+                                         "old one are refused from now on.")] = False,
+) -> None:
+    """Print the bearer token for TCP clients (creating one if needed), or rotate it."""
+    from kyros import tokens
+
+    paths = settings().paths
+    current = tokens.read_local_token(paths)
+    if rotate or current is None or not paths.token_hash_file.exists():
+        current = tokens.generate()
+        tokens.install(paths, current)
+        sys.stderr.write("kyros: new daemon token installed; a running daemon uses it at once\n")
+    typer.echo(current)

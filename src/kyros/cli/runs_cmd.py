@@ -1,0 +1,106 @@
+"""`kyros runs …`: list, inspect, follow and cancel runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from kyros.cli.state import client, print_json, print_jsonl
+
+app = typer.Typer(help="List, inspect, follow and cancel runs.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def _age(value: str) -> str:
+    from datetime import UTC, datetime
+
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(value)).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@app.command("list")
+def list_runs(
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Runs, newest first."""
+    runs = client().runs(status=status, kind=kind, limit=limit)
+    if json_out:
+        print_json(runs)
+        return
+    from rich.table import Table
+
+    from kyros.cli.state import stdout_console
+
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "KIND", "STATUS", "AGE", "COST", "GOAL"):
+        table.add_column(column)
+    for run in runs:
+        goal = " ".join(run["goal"].split())
+        table.add_row(run["id"], run["kind"], run["status"], _age(run["created_at"]),
+                      f"${run['cost']:.4f}", goal[:60] + ("…" if len(goal) > 60 else ""))
+    stdout_console().print(table)
+
+
+@app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False) -> None:
+    """One run: status, model, usage and its output."""
+    run = client().run(run_id)
+    if json_out:
+        print_json(run)
+        return
+    from kyros.cli.run_cmd import show_result
+
+    typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
+    typer.echo(f"goal: {run['goal']}")
+    if run["status"] in ("succeeded", "failed", "cancelled"):
+        show_result(run)
+
+
+@app.command("events")
+def events(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    after: Annotated[int, typer.Option(min=0, help="Start after this sequence number.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow/--no-follow",
+                                         help="Keep streaming until the run ends.")] = True,
+    json_out: JsonOpt = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON event per line.")] = False,
+) -> None:
+    """The run's event log from the start (or --after N), then live until it ends."""
+    c = client()
+    stream = c.events(run_id, after=after, follow=follow)
+    if json_out:
+        print_json(list(stream))
+        return
+    for event in stream:
+        if jsonl:
+            print_jsonl(event)
+        else:
+            typer.echo(_line(event))
+
+
+def _line(event: dict[str, Any]) -> str:
+    data = event["data"]
+    if event["type"] == "model.delta":
+        summary = repr(data.get("text", ""))[:80]
+    else:
+        summary = " ".join(f"{k}={v}" for k, v in data.items() if k != "output")[:120]
+    return f"{event['seq']:>5}  {event['created_at'][11:19]}  {event['type']:<18} {summary}"
+
+
+@app.command("cancel")
+def cancel(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False) -> None:
+    """Cancel a queued or running run."""
+    run = client().cancel(run_id)
+    if json_out:
+        print_json(run)
+    else:
+        typer.echo(f"{run['id']}: {run['status']}"
+                   + (" (cancel requested)" if run["status"] == "running" else ""))

@@ -1,0 +1,70 @@
+"""Options shared by every command (set by the top-level callback) and the helpers that use them."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kyros.client.api import Client
+    from kyros.settings import Loaded
+
+
+@dataclass
+class Globals:
+    daemon: str | None = None
+    token: str | None = None
+    debug: bool = False
+
+
+GLOBALS = Globals()
+
+
+def settings(overrides: dict[str, Any] | None = None, workspace: Path | None = None) -> Loaded:
+    from kyros import settings as settings_mod
+
+    return settings_mod.load(overrides, workspace=workspace)
+
+
+def client(loaded: Loaded | None = None, *, autostart: bool = True, timeout: float = 30.0) -> Client:
+    """A client of the daemon the user chose; starts a local daemon if none answers."""
+    from kyros.client import connect
+
+    _, c = connect(loaded or settings(), GLOBALS.daemon, GLOBALS.token, autostart=autostart,
+                   timeout=timeout)
+    return c
+
+
+def print_json(value: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    import json
+    from datetime import datetime
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, datetime):
+            return obj.isoformat()
+        raise TypeError(type(obj).__name__)
+
+    sys.stdout.write(json.dumps(value, indent=2, default=default, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_jsonl(value: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)

@@ -1,0 +1,167 @@
+"""The synchronous daemon client used by the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from kyros import API_VERSION, __version__
+from kyros.client.discovery import DaemonTarget
+from kyros.errors import DaemonUnreachable, KyrosError, VersionSkew, from_payload
+
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+class Client:
+    """Typed calls to the daemon API. Every transport failure becomes
+    :class:`~kyros.errors.DaemonUnreachable`; every error answer the matching KyrosError."""
+
+    def __init__(self, target: DaemonTarget, *, timeout: float = 30.0) -> None:
+        self.target = target
+        transport = httpx.HTTPTransport(uds=target.uds) if target.uds else None
+        headers = {"user-agent": f"kyros/{__version__}"}
+        if target.token and not target.uds:
+            headers["authorization"] = f"Bearer {target.token}"
+        self._http = httpx.Client(
+            base_url=target.base_url, transport=transport, headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+        self._version_checked = False
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _unreachable(self, exc: Exception) -> DaemonUnreachable:
+        hint = (
+            " — start one with `kyros daemon start`" if self.target.local else
+            " — check the address and that the daemon runs there"
+        )
+        return DaemonUnreachable(
+            f"cannot reach the kyros daemon at {self.target.describe()} "
+            f"({type(exc).__name__}: {exc or 'connection failed'}){hint}"
+        )
+
+    def _check(self, response: httpx.Response) -> None:
+        version = response.headers.get("x-kyros-api-version")
+        if version is not None and version != API_VERSION and not self._version_checked:
+            raise VersionSkew(
+                f"the daemon speaks API v{version} but this kyros {__version__} speaks "
+                f"v{API_VERSION}: restart the daemon (`kyros daemon stop`, then run again)"
+            )
+        self._version_checked = True
+        if response.status_code >= 400:
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = None
+            raise from_payload(response.status_code, payload)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from None
+        self._check(response)
+        return response.json()
+
+    # --- API -------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/healthz"))
+
+    def ready(self) -> dict[str, Any]:
+        try:
+            response = self._http.get("/readyz")
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code == 503:
+            return dict(response.json())
+        self._check(response)
+        return dict(response.json())
+
+    def create_run(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/runs/{kind}", json=body))
+
+    def runs(self, **params: Any) -> list[dict[str, Any]]:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return list(self.request("GET", "/v1/runs", params=clean)["runs"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/runs/{run_id}"))
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/runs/{run_id}/cancel"))
+
+    def jobs(self, **params: Any) -> list[dict[str, Any]]:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return list(self.request("GET", "/v1/jobs", params=clean)["jobs"])
+
+    def agents_status(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/agents/status")["agents"])
+
+    def config(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/config")["entries"])
+
+    def events(
+        self, run_id: str, *, after: int = 0, follow: bool = True, reconnect_for: float = 30.0
+    ) -> Iterator[dict[str, Any]]:
+        """Stream a run's events from ``seq > after``. A dropped connection is resumed with
+        ``Last-Event-ID`` for up to ``reconnect_for`` seconds: no event is lost or repeated."""
+        last = after
+        failing_since: float | None = None
+        while True:
+            try:
+                finished = False
+                for event in self._stream_once(run_id, last, follow):
+                    failing_since = None
+                    if event["seq"] <= last:
+                        continue
+                    last = event["seq"]
+                    yield event
+                finished = True
+            except DaemonUnreachable:
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since > reconnect_for:
+                    raise
+                time.sleep(0.2)
+                continue
+            if finished:
+                return
+
+    def _stream_once(self, run_id: str, last: int, follow: bool) -> Iterator[dict[str, Any]]:
+        headers = {"last-event-id": str(last), "accept": "text/event-stream"}
+        params = {"follow": "true" if follow else "false"}
+        try:
+            with self._http.stream(
+                "GET", f"/v1/runs/{run_id}/events", headers=headers, params=params,
+                timeout=httpx.Timeout(5.0, read=60.0),
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                self._check(response)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if not line:
+                        if data:
+                            yield json.loads("\n".join(data))
+                            data = []
+                        continue
+                    if line.startswith("data:"):
+                        data.append(line[5:].lstrip())
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from None
+        except KyrosError:
+            raise

@@ -1,0 +1,128 @@
+"""Finding the daemon (``--daemon`` > ``KYROS_DAEMON`` > config > local socket) and starting a
+local one in the background when none answers, as tmux and docker do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kyros import tokens
+from kyros.errors import DaemonUnreachable, UsageError
+from kyros.settings import Loaded
+
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class DaemonTarget:
+    """Where a daemon listens. ``local`` targets may be started on demand."""
+
+    base_url: str
+    uds: str | None = None
+    local: bool = False
+    token: str | None = field(default=None, repr=False)
+    source: str = "default"
+
+    def describe(self) -> str:
+        return f"unix://{self.uds}" if self.uds else self.base_url
+
+
+def resolve_target(
+    loaded: Loaded, daemon: str | None = None, token: str | None = None
+) -> DaemonTarget:
+    """Apply the discovery order; the token comes from ``--token`` > ``KYROS_TOKEN`` > stored
+    credentials."""
+    url, source = daemon, "--daemon"
+    if not url:
+        url = loaded.settings.daemon
+        source = loaded.sources.get("daemon", "config")
+    token = token or loaded.settings.token or tokens.read_local_token(loaded.paths)
+    if not url:
+        return DaemonTarget(base_url="http://kyros", uds=str(loaded.paths.socket), local=True,
+                            source="local socket")
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        path = parts.path or parts.netloc
+        default = Path(path) == loaded.paths.socket
+        return DaemonTarget(base_url="http://kyros", uds=path, local=default, source=source)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return DaemonTarget(base_url=f"{parts.scheme}://{parts.netloc}", token=token,
+                            source=source)
+    raise UsageError(
+        f"daemon address {url!r} ({source}) is not understood: use unix:///path/kyros.sock "
+        "or http(s)://HOST:PORT"
+    )
+
+
+def spawn_local(loaded: Loaded) -> subprocess.Popen[bytes]:
+    """Start `kyros daemon serve` detached from this terminal, logging to the state dir."""
+    log_file = loaded.paths.log_file
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "kyros", "daemon", "serve"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, cwd="/", env=os.environ.copy(),
+        )
+
+
+def _log_tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def connect(
+    loaded: Loaded, daemon: str | None = None, token: str | None = None, *, autostart: bool = True,
+    timeout: float = 30.0,
+) -> tuple[DaemonTarget, object]:
+    """Resolve the target and return a ready :class:`~kyros.client.api.Client` for it."""
+    from kyros.client.api import Client
+
+    target = resolve_target(loaded, daemon, token)
+    client = Client(target, timeout=timeout)
+    try:
+        client.health()
+        return target, client
+    except DaemonUnreachable:
+        if not (target.local and autostart):
+            raise
+    proc = spawn_local(loaded)
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            # Another client may have started one at the same moment (the lock lets one win).
+            try:
+                client.health()
+            except DaemonUnreachable:
+                tail = _log_tail(loaded.paths.log_file)
+                raise DaemonUnreachable(
+                    f"the kyros daemon failed to start (exit {code}); its log "
+                    f"({loaded.paths.log_file}) ends with:\n{tail}"
+                ) from None
+        try:
+            ready = client.ready()
+            if ready.get("ready"):
+                return target, client
+            last = "; ".join(
+                f"{name}: {check['detail']}" for name, check in ready.get("checks", {}).items()
+                if not check.get("ok")
+            )
+        except DaemonUnreachable as exc:
+            last = exc.message
+        except Exception as exc:  # a 503 while starting
+            last = str(exc)
+        time.sleep(0.05)
+    raise DaemonUnreachable(
+        f"started a local daemon but it was not ready within {READY_TIMEOUT:.0f}s ({last}); "
+        f"see {loaded.paths.log_file}"
+    )

@@ -1,0 +1,1 @@
+"""AI routing: the LLMBackend protocol, model resolution and the litellm backend."""

@@ -1,0 +1,188 @@
+"""The one module that imports litellm (~3 s and ~220 MB; see STACK-NOTES).
+
+It also hosts :class:`ScriptedProvider`, a litellm ``CustomLLM`` that answers from a Python
+function: the ``demo`` model uses it with :func:`kyros.core.ai.demo.plan_reply`, tests with queued
+replies. Both go through litellm's real streaming path, so they exercise the same code as a
+provider does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+# litellm fetches its price map from the internet at import unless told not to (5 s timeout).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+
+import litellm  # noqa: E402
+from litellm import CustomLLM  # noqa: E402
+from litellm.types.utils import GenericStreamingChunk  # noqa: E402
+
+from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError  # noqa: E402
+
+litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
+litellm.telemetry = False
+
+DEFAULT_CONTEXT_WINDOW = 8192
+SCRIPTED_PREFIX = "kyros-scripted"
+
+Reply = Callable[[list[dict[str, Any]]], str]
+
+
+class ScriptedProvider(CustomLLM):  # type: ignore[misc]
+    """Answers with ``reply(messages)``, streamed in small chunks with optional pacing."""
+
+    def __init__(self, reply: Reply, *, chunk_chars: int = 24, delay: float = 0.0) -> None:
+        super().__init__()
+        self.reply = reply
+        self.chunk_chars = chunk_chars
+        self.delay = delay
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+        messages = kwargs.get("messages") or []
+        text = self.reply(messages)
+        return litellm.ModelResponse(
+            choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            usage={
+                "prompt_tokens": _estimate(messages),
+                "completion_tokens": max(1, len(text) // 4),
+                "total_tokens": _estimate(messages) + max(1, len(text) // 4),
+            },
+        )
+
+    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:
+        messages = kwargs.get("messages") or []
+        text = self.reply(messages)
+        pieces = [text[i : i + self.chunk_chars] for i in range(0, len(text), self.chunk_chars)]
+        for piece in pieces:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None,
+                   "index": 0, "tool_use": None}
+        prompt_tokens, completion_tokens = _estimate(messages), max(1, len(text) // 4)
+        yield {
+            "text": "", "is_finished": True, "finish_reason": "stop", "index": 0, "tool_use": None,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+
+def _estimate(messages: list[dict[str, Any]]) -> int:
+    return max(1, sum(len(str(m.get("content", ""))) for m in messages) // 4)
+
+
+def register_scripted(name: str, provider: ScriptedProvider) -> str:
+    """Make ``provider`` answer model ``kyros-scripted/<name>``; returns that model id."""
+    entry = {"provider": f"{SCRIPTED_PREFIX}-{name}", "custom_handler": provider}
+    litellm.custom_provider_map = [
+        e for e in litellm.custom_provider_map if e["provider"] != entry["provider"]
+    ] + [entry]
+    # litellm reads the map into its provider list when a call is routed.
+    from litellm.utils import custom_llm_setup
+
+    custom_llm_setup()
+    return f"{entry['provider']}/{name}"
+
+
+def _classify(exc: BaseException) -> ProviderError:
+    text = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+    pairs: list[tuple[type[BaseException], str, str]] = [
+        (litellm.AuthenticationError, "auth", "the provider rejected the credentials"),
+        (litellm.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
+        (litellm.ContextWindowExceededError, "context_overflow", "the prompt is too long for the model"),
+        (litellm.Timeout, "timeout", "the provider did not answer in time"),
+        (litellm.NotFoundError, "bad_request", "the provider does not know this model"),
+        (litellm.BadRequestError, "bad_request", "the provider refused the request"),
+        (litellm.APIConnectionError, "provider", "could not reach the provider"),
+    ]
+    for cls, kind, words in pairs:
+        if isinstance(exc, cls):
+            return ProviderError(f"{words}: {text}", kind=kind)
+    return ProviderError(f"the provider failed: {text}", kind="provider")
+
+
+class LiteLLMBackend:
+    """The real backend: any provider litellm speaks, and any OpenAI-compatible ``api_base``."""
+
+    def context_window(self, model: str) -> int:
+        try:
+            info = litellm.get_model_info(model)
+        except Exception:
+            return DEFAULT_CONTEXT_WINDOW
+        value = info.get("max_input_tokens") or info.get("max_tokens")
+        return int(value) if value else DEFAULT_CONTEXT_WINDOW
+
+    async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> Completion:
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": request.first_token_timeout,
+            "num_retries": 0,  # retries live in one layer only: kyros's router
+        }
+        if request.api_base:
+            kwargs["api_base"] = request.api_base
+        if request.api_key:
+            kwargs["api_key"] = request.api_key
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        parts: list[str] = []
+        usage: Any = None
+        finish: str | None = None
+        try:
+            async with asyncio.timeout(request.total_timeout):
+                stream = await litellm.acompletion(**kwargs)
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    finish = choice.finish_reason or finish
+                    delta = getattr(choice.delta, "content", None)
+                    if delta:
+                        parts.append(delta)
+                        if on_delta is not None:
+                            await on_delta(delta)
+        except TimeoutError:
+            raise ProviderError(
+                f"the model call exceeded its total deadline of {request.total_timeout:.0f}s",
+                kind="timeout",
+            ) from None
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _classify(exc) from None
+        text = "".join(parts)
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) or _estimate(request.messages)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or max(1, len(text) // 4)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+        return Completion(
+            text=text,
+            model=request.model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cached_tokens=cached,
+            cost=self._cost(request.model, tokens_in, tokens_out),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            finish_reason=finish,
+        )
+
+    @staticmethod
+    def _cost(model: str, tokens_in: int, tokens_out: int) -> float:
+        try:
+            prompt, completion = litellm.cost_per_token(
+                model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out
+            )
+        except Exception:
+            return 0.0  # unknown model (a local server): no price, so no cost
+        return float(prompt + completion)

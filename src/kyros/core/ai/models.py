@@ -1,0 +1,107 @@
+"""Which model a run uses, and whether it can be called at all, decided before any work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kyros.core.ai.demo import DEMO_MODEL
+from kyros.errors import ModelNotConfigured
+
+#: Provider prefix → the environment variable holding its key (litellm's own names).
+PROVIDER_KEYS: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "together_ai": "TOGETHERAI_API_KEY",
+    "xai": "XAI_API_KEY",
+}
+#: Providers that run locally and need no key.
+KEYLESS = frozenset({"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "vllm"})
+#: What to use when only a key is present, in this order.
+AUTODETECT: tuple[tuple[str, str], ...] = (
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
+    ("OPENAI_API_KEY", "openai/gpt-4.1-mini"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.5-flash"),
+    ("OPENROUTER_API_KEY", "openrouter/openai/gpt-4.1-mini"),
+)
+
+HOW_TO = (
+    "Configure a model in one of these ways:\n"
+    "  • export a provider key, e.g. OPENAI_API_KEY or ANTHROPIC_API_KEY;\n"
+    "  • a local OpenAI-compatible server (Ollama, vLLM, LM Studio): "
+    "--model openai/NAME --api-base http://127.0.0.1:11434/v1;\n"
+    "  • set `model` in config.toml or KYROS_MODEL;\n"
+    "  • or try the flow without any key: --model demo"
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model a run can call: the name the user chose and what litellm is given."""
+
+    name: str
+    litellm_model: str
+    provider: str
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.name == DEMO_MODEL
+
+
+def _provider_of(model: str) -> str:
+    if "/" in model:
+        return model.split("/", 1)[0]
+    lowered = model.lower()
+    if lowered.startswith(("gpt-", "o1", "o3", "o4", "chatgpt")):
+        return "openai"
+    if lowered.startswith("claude"):
+        return "anthropic"
+    if lowered.startswith("gemini"):
+        return "gemini"
+    return "openai"
+
+
+def resolve_model(
+    requested: str | None,
+    api_base: str | None,
+    provider_keys: dict[str, str],
+) -> ResolvedModel:
+    """Pick the model for a run, or raise :class:`ModelNotConfigured` saying how to set one up."""
+    if requested == DEMO_MODEL:
+        return ResolvedModel(name=DEMO_MODEL, litellm_model="kyros-scripted-demo/demo",
+                             provider="demo")
+    if not requested:
+        if api_base:
+            raise ModelNotConfigured(
+                "--api-base was given without a model: name the server's model with "
+                "--model openai/NAME"
+            )
+        for env_name, model in AUTODETECT:
+            if provider_keys.get(env_name):
+                requested = model
+                break
+        else:
+            raise ModelNotConfigured("no AI model is configured.\n" + HOW_TO)
+    assert requested is not None
+    model = requested
+    if api_base and "/" not in model:
+        model = f"openai/{model}"  # an OpenAI-compatible server speaks the openai protocol
+    provider = _provider_of(model)
+    if provider in KEYLESS:
+        return ResolvedModel(name=requested, litellm_model=model, provider=provider,
+                             api_base=api_base)
+    key_var = PROVIDER_KEYS.get(provider)
+    key = provider_keys.get(key_var) if key_var else None
+    if api_base:
+        # Local OpenAI-compatible servers rarely check keys, but the OpenAI SDK insists on one.
+        return ResolvedModel(name=requested, litellm_model=model, provider=provider,
+                             api_base=api_base, api_key=key or "sk-no-key-required")
+    if key_var and not key:
+        raise ModelNotConfigured(f"model {requested!r} needs {key_var}, which is not set.\n" + HOW_TO)
+    return ResolvedModel(name=requested, litellm_model=model, provider=provider, api_key=key)

@@ -1,0 +1,157 @@
+"""The core assembled: store, migrations, event bus, worker pool, run services, AI backend.
+
+The daemon builds one :class:`Core`, starts it before it accepts connections and stops it after
+the last one closed. Everything here is also usable in-process (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from typing import Any
+
+from kyros.core.ai.backend import LLMBackend
+from kyros.core.bus import EventBus
+from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
+from kyros.core.jobs.pool import PoolConfig, WorkerPool
+from kyros.core.runs.plan import PlanExecutor
+from kyros.core.runs.service import RunService
+from kyros.core.store import agents as agents_repo
+from kyros.core.store import jobs as jobs_repo
+from kyros.core.store import migrate
+from kyros.core.store.engine import Store
+from kyros.errors import KyrosError, NotFound, UsageError
+from kyros.settings import Loaded
+
+log = logging.getLogger("kyros.core")
+
+
+def _default_backend() -> LLMBackend:
+    # Deferred: importing litellm costs ~3 s and ~220 MB; only model calls need it.
+    from kyros.core.ai import demo
+    from kyros.core.ai.litellm_backend import LiteLLMBackend, ScriptedProvider, register_scripted
+
+    register_scripted("demo", ScriptedProvider(demo.plan_reply, delay=0.01))
+    return LiteLLMBackend()
+
+
+class Core:
+    """One daemon's orchestration core."""
+
+    def __init__(self, loaded: Loaded, *, backend: LLMBackend | None = None,
+                 migrate_on_start: bool = True) -> None:
+        self.loaded = loaded
+        s = loaded.settings
+        self.store = Store(loaded.database_url)
+        self.bus = EventBus()
+        self.registry = HandlerRegistry()
+        self.pool = WorkerPool(
+            self.store, self.registry, self.bus,
+            PoolConfig(
+                workers=s.workers, lease_seconds=s.lease_seconds,
+                heartbeat_seconds=s.heartbeat_seconds, reaper_seconds=s.reaper_seconds,
+                poll_seconds=s.poll_seconds, max_stalls=s.max_stalls,
+                retry_base_seconds=s.retry_base_seconds, retry_max_seconds=s.retry_max_seconds,
+            ),
+        )
+        self.runs = RunService(
+            store=self.store, bus=self.bus, provider_keys=loaded.provider_keys,
+            default_model=s.model, default_api_base=s.api_base, max_attempts=s.max_attempts,
+            wake=self.pool.wake, cancel_local=self.pool.cancel_local,
+        )
+        self.registry.give_up = self.runs.give_up
+        self._backend = backend
+        self._backend_lock = asyncio.Lock()
+        self.migrate_on_start = migrate_on_start
+        self.migrations: migrate.MigrationStatus | None = None
+        self.backend_error: str | None = None
+        register_builtin(self.registry)
+        self.registry.register("plan", PlanExecutor(self.runs, self.backend))
+        for module in s.plugins:
+            self._load_plugin(module)
+
+    def _load_plugin(self, name: str) -> None:
+        try:
+            module = importlib.import_module(name)
+            module.register(self.registry)
+        except Exception as exc:
+            raise UsageError(f"plugin {name!r} failed to load: {exc}") from exc
+
+    def backend(self) -> LLMBackend:
+        """The AI backend, created on first use (blocking: call it in a thread)."""
+        if self._backend is None:
+            self._backend = _default_backend()
+        return self._backend
+
+    async def start(self, *, warm_backend: bool = True) -> None:
+        if self.migrate_on_start:
+            self.migrations = await migrate.upgrade(self.loaded.database_url)
+        async with self.store.write() as conn:
+            await agents_repo.ensure_builtin(conn)
+        self.pool.start()
+        if warm_backend:
+            self._warm = asyncio.create_task(self._warm_backend(), name="kyros-warm-ai")
+
+    async def _warm_backend(self) -> None:
+        try:
+            await asyncio.to_thread(self.backend)
+        except Exception as exc:  # reported by /readyz; a run would fail with the same error
+            self.backend_error = f"{type(exc).__name__}: {exc}"
+            log.error("AI backend failed to load: %s", self.backend_error)
+
+    async def stop(self) -> None:
+        await self.pool.stop()
+        await self.store.close()
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            await self.store.ping()
+            checks["store"] = {"ok": True, "detail": self.store.dialect}
+        except KyrosError as exc:
+            checks["store"] = {"ok": False, "detail": exc.message}
+        try:
+            status = await migrate.status(self.loaded.database_url)
+            checks["migrations"] = {
+                "ok": status.up_to_date,
+                "detail": f"at {status.current}, newest {status.head}",
+            }
+        except KyrosError as exc:
+            checks["migrations"] = {"ok": False, "detail": exc.message}
+        checks["workers"] = {
+            "ok": self.pool.alive,
+            "detail": f"{self.pool.busy}/{self.pool.config.workers} busy"
+            + (f"; last error: {self.pool.last_error}" if self.pool.last_error else ""),
+        }
+        return checks
+
+    async def jobs(self, *, limit: int, status: str | None) -> list[dict[str, Any]]:
+        async with self.store.read() as conn:
+            return await jobs_repo.list_jobs(conn, limit=limit, status=status)
+
+    async def agent_status(self) -> list[dict[str, Any]]:
+        async with self.store.read() as conn:
+            agents = await agents_repo.list_agents(conn)
+        active = await self.runs.list(limit=500, status="running")
+        waiting = await self.runs.list(limit=500, status="needs_approval")
+        current: dict[str, str] = {}
+        for run in active + waiting:
+            current.setdefault(run.get("agent") or "", run["id"])
+        out = []
+        for agent in agents:
+            run_id = current.get(agent["name"])
+            out.append({
+                "name": agent["name"], "role": agent["role"],
+                "model": agent["model"] or self.loaded.settings.model,
+                "status": "busy" if run_id else (agent["status"] if agent["status"] == "paused" else "idle"),
+                "current_run": run_id,
+            })
+        return out
+
+    async def job(self, job_id: int) -> dict[str, Any]:
+        async with self.store.read() as conn:
+            job = await jobs_repo.get(conn, job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id}")
+        return job

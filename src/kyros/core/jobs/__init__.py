@@ -1,0 +1,1 @@
+"""The worker pool that executes jobs from the durable queue."""

@@ -1,0 +1,76 @@
+"""What a job kind does: handlers, their context, and the registry plugins add to."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kyros.core.store import jobs as jobs_repo
+from kyros.core.store.engine import Store
+from kyros.core.store.jobs import ClaimedJob
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns its job (its lease expired and another attempt took it)."""
+
+
+@dataclass
+class JobContext:
+    """Handed to a handler: the attempt it runs, and the store to write through."""
+
+    job: ClaimedJob
+    store: Store
+    finished: bool = False
+    result: Any = None
+
+    async def finish_in(self, conn: AsyncConnection, result: Any = None) -> None:
+        """Settle this job as succeeded inside the handler's own final transaction.
+
+        Use it when the handler's last writes must commit atomically with the job's completion;
+        raises :class:`LeaseLost` (rolling back the caller's transaction) if the attempt was
+        fenced off meanwhile.
+        """
+        if not await jobs_repo.fenced(conn, self.job.id, self.job.fencing_token):
+            raise LeaseLost(f"job {self.job.id} attempt {self.job.fencing_token} lost its lease")
+        await jobs_repo.settle(
+            conn, [jobs_repo.Settlement(job=self.job, status="succeeded", result=result)]
+        )
+        self.finished, self.result = True, result
+
+
+Handler = Callable[[JobContext], Awaitable[Any]]
+#: Called in the transaction that gives up on a job (failed, dead-lettered or cancelled).
+GiveUp = Callable[[AsyncConnection, int, str | None, str, str], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass
+class HandlerRegistry:
+    """Job kinds and their handlers. Built-ins register the same way plugins do."""
+
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    give_up: GiveUp | None = None
+
+    def register(self, kind: str, handler: Handler) -> None:
+        if kind in self.handlers:
+            raise ValueError(f"job kind {kind!r} is already registered")
+        self.handlers[kind] = handler
+
+
+async def _noop(ctx: JobContext) -> None:
+    return None
+
+
+async def _sleep(ctx: JobContext) -> dict[str, float]:
+    seconds = float(ctx.job.payload.get("seconds", 0.1))
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+def register_builtin(registry: HandlerRegistry) -> None:
+    """``noop`` and ``sleep``: diagnostics and benchmarks of the queue itself."""
+    registry.register("noop", _noop)
+    registry.register("sleep", _sleep)

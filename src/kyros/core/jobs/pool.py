@@ -1,0 +1,268 @@
+"""The worker pool: claims jobs, runs their handlers, renews leases, reaps the dead.
+
+One dispatcher task settles finished attempts and claims new ones in a single transaction, so a
+busy queue costs about one write transaction per batch rather than two per job. It wakes at once
+when this process enqueues (``wake()``), and polls every ``poll_seconds`` for jobs other processes
+add. A heartbeat task renews all leases this pool holds with one UPDATE; a reaper re-queues jobs
+whose leases expired anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from kyros.core.bus import EventBus
+from kyros.core.ids import new_id
+from kyros.core.jobs.handlers import HandlerRegistry, JobContext, LeaseLost
+from kyros.core.store import jobs as jobs_repo
+from kyros.core.store.engine import Store
+from kyros.core.store.jobs import ClaimedJob, Settlement
+from kyros.core.store.schema import utcnow
+from kyros.errors import StoreUnavailable
+
+log = logging.getLogger("kyros.jobs")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    workers: int = 4
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    reaper_seconds: float = 5.0
+    poll_seconds: float = 1.0
+    max_stalls: int = 3
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    shutdown_grace_seconds: float = 10.0
+
+
+class WorkerPool:
+    """Runs up to ``config.workers`` jobs at a time from the durable queue."""
+
+    def __init__(
+        self, store: Store, registry: HandlerRegistry, bus: EventBus, config: PoolConfig
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.bus = bus
+        self.config = config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
+        self._wake = asyncio.Event()
+        self._running: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self._cancel_asked: set[int] = set()
+        self._settled: list[Settlement] = []
+        self._give_ups: list[tuple[ClaimedJob, str, str]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.last_error: str | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="kyros-dispatch"),
+            asyncio.create_task(self._heartbeat_loop(), name="kyros-heartbeat"),
+            asyncio.create_task(self._reaper_loop(), name="kyros-reaper"),
+        ]
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def wake(self) -> None:
+        """Something was enqueued in this process: claim now instead of at the next poll."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop claiming; let running jobs finish within the grace period; release the rest.
+
+        Released jobs go back to the queue at once without counting a stall (RELIABILITY D5).
+        """
+        self._stopping = True
+        self._wake.set()
+        running = [task for _, task in self._running.values()]
+        if running:
+            await asyncio.wait(running, timeout=self.config.shutdown_grace_seconds)
+        for job, task in list(self._running.values()):
+            if not task.done():
+                task.cancel()
+                self._settled.append(Settlement(job=job, status="released", error="daemon stopped"))
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(StoreUnavailable):
+            await self._flush()
+
+    # --- cancellation ---------------------------------------------------------------------
+
+    def cancel_local(self, job_id: int) -> bool:
+        """Cancel a job running in this pool at once; True if it was here."""
+        entry = self._running.get(job_id)
+        if entry is None:
+            return False
+        self._cancel_asked.add(job_id)
+        entry[1].cancel()
+        return True
+
+    # --- loops --------------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        backoff = 0.05
+        while not self._stopping:
+            try:
+                claimed = await self._flush_and_claim()
+                backoff = 0.05
+                self.last_error = None
+            except StoreUnavailable as exc:
+                self.last_error = str(exc)
+                log.warning("queue: store unavailable, retrying in %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in claimed:
+                task = asyncio.create_task(self._execute(job), name=f"kyros-job-{job.id}")
+                self._running[job.id] = (job, task)
+            free = self.config.workers - len(self._running)
+            if claimed and free > 0:
+                continue  # the queue may hold more; claim again right away
+            if self._settled:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+
+    async def _flush_and_claim(self) -> list[ClaimedJob]:
+        settled, self._settled = self._settled, []
+        give_ups, self._give_ups = self._give_ups, []
+        free = 0 if self._stopping else self.config.workers - len(self._running)
+        published: list[dict[str, Any]] = []
+        try:
+            async with self.store.write() as conn:
+                await jobs_repo.settle(conn, settled)
+                if self.registry.give_up is not None:
+                    for job, status, reason in give_ups:
+                        published += await self.registry.give_up(
+                            conn, job.id, job.run_id, status, reason
+                        )
+                claimed = await jobs_repo.claim(
+                    conn, self.owner, free, self.config.lease_seconds,
+                    postgres=self.store.is_postgres,
+                )
+        except BaseException:
+            # Nothing was written: keep the outcomes for the next try.
+            self._settled[:0] = settled
+            self._give_ups[:0] = give_ups
+            raise
+        self.bus.publish(published)
+        return claimed
+
+    async def _flush(self) -> None:
+        if self._settled or self._give_ups:
+            saved, self._stopping = self._stopping, True
+            try:
+                await self._flush_and_claim()
+            finally:
+                self._stopping = saved
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        ctx = JobContext(job=job, store=self.store)
+        settlement: Settlement | None = None
+        try:
+            handler = self.registry.handlers.get(job.kind)
+            if handler is None:
+                settlement = Settlement(job=job, status="failed", error=f"unknown job kind {job.kind!r}")
+                self._give_ups.append((job, "failed", settlement.error or ""))
+                return
+            result = await handler(ctx)
+            if not ctx.finished:
+                settlement = Settlement(job=job, status="succeeded", result=result)
+        except asyncio.CancelledError:
+            if job.id in self._cancel_asked:
+                settlement = Settlement(job=job, status="cancelled", error="cancelled")
+                self._give_ups.append((job, "cancelled", "cancelled by request"))
+            elif not self._stopping:
+                settlement = Settlement(job=job, status="released", error="lease lost")
+            # On shutdown, stop() records the release itself.
+        except LeaseLost as exc:
+            log.warning("%s", exc)  # another attempt owns it now; write nothing
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if job.attempts < job.max_attempts:
+                delay = jobs_repo.backoff(
+                    job.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
+                )
+                log.warning("job %s attempt %s failed, retry in %.1fs: %s", job.id, job.attempts,
+                            delay, reason)
+                settlement = Settlement(
+                    job=job, status="retry", error=reason,
+                    retry_at=utcnow() + timedelta(seconds=delay),
+                )
+            else:
+                log.error("job %s failed after %s attempts: %s", job.id, job.attempts, reason)
+                settlement = Settlement(job=job, status="failed", error=reason)
+                self._give_ups.append((job, "failed", reason))
+        finally:
+            self._running.pop(job.id, None)
+            self._cancel_asked.discard(job.id)
+            if settlement is not None:
+                self._settled.append(settlement)
+            self._wake.set()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            if not self._running:
+                continue
+            try:
+                async with self.store.write() as conn:
+                    held = await jobs_repo.heartbeat(conn, self.owner, self.config.lease_seconds)
+            except StoreUnavailable as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for job_id, (job, task) in list(self._running.items()):
+                token, cancel = held.get(job_id, (None, False))
+                if token != job.fencing_token:
+                    log.warning("job %s: lease lost to another attempt; stopping this one", job_id)
+                    task.cancel()
+                elif cancel:
+                    self.cancel_local(job_id)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reaper_seconds)
+            try:
+                published: list[dict[str, Any]] = []
+                async with self.store.write() as conn:
+                    reaped = await jobs_repo.reap(
+                        conn, max_stalls=self.config.max_stalls,
+                        retry_base=self.config.retry_base_seconds,
+                        retry_max=self.config.retry_max_seconds,
+                        postgres=self.store.is_postgres,
+                    )
+                    for r in reaped:
+                        if r.dead and self.registry.give_up is not None:
+                            published += await self.registry.give_up(
+                                conn, r.job_id, r.run_id, "failed",
+                                f"dead-lettered after {r.stalls} stalls",
+                            )
+                self.bus.publish(published)
+                for r in reaped:
+                    log.warning("reaper: job %s stalled (%s); %s", r.job_id, r.stalls,
+                                "dead-lettered" if r.dead else "re-queued")
+                if any(not r.dead for r in reaped):
+                    self.wake()
+            except StoreUnavailable as exc:
+                log.warning("reaper: store unavailable: %s", exc)

@@ -1,0 +1,1 @@
+"""Runs: the work units kyros executes and the parsing of their model output."""

@@ -1,0 +1,1 @@
+"""The durable store: tables, engine, migrations and the repositories that own all SQL."""

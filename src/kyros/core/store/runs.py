@@ -1,0 +1,73 @@
+"""Reading and writing ``runs`` rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kyros.core.store.schema import row_dict, runs, utcnow
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+async def insert_run(conn: AsyncConnection, **values: Any) -> dict[str, Any]:
+    now = utcnow()
+    row = {
+        "status": "queued",
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cost": 0.0,
+        "last_seq": 0,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+    await conn.execute(insert(runs).values(**row))
+    return row
+
+
+async def get(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+    return row_dict(row) if row else None
+
+
+async def get_for_update(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+    """Read a run and lock its row until the transaction ends (PostgreSQL; SQLite's write lock
+    already covers the whole transaction)."""
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())).first()
+    return row_dict(row) if row else None
+
+
+async def list_runs(
+    conn: AsyncConnection, *, limit: int = 50, status: str | None = None, kind: str | None = None
+) -> list[dict[str, Any]]:
+    query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    if status:
+        query = query.where(runs.c.status == status)
+    if kind:
+        query = query.where(runs.c.kind == kind)
+    return [row_dict(r) for r in await conn.execute(query)]
+
+
+async def set_fields(conn: AsyncConnection, run_id: str, **values: Any) -> None:
+    await conn.execute(
+        update(runs).where(runs.c.id == run_id).values(updated_at=utcnow(), **values)
+    )
+
+
+async def add_usage_totals(
+    conn: AsyncConnection, run_id: str, tokens_in: int, tokens_out: int, cost: float
+) -> None:
+    """Atomic increments: concurrent calls of one run never lose each other's usage."""
+    await conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            tokens_in=runs.c.tokens_in + tokens_in,
+            tokens_out=runs.c.tokens_out + tokens_out,
+            cost=runs.c.cost + cost,
+            updated_at=utcnow(),
+        )
+    )

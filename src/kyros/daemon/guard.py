@@ -1,0 +1,130 @@
+"""The ASGI guard in front of every route and WebSocket (RELIABILITY S2–S5).
+
+It runs before routing, so a refused request never reaches a handler: a foreign ``Host``
+(DNS rebinding) or any ``Origin`` not explicitly allowed (a browser page) → 403; over TCP a
+missing or wrong bearer token → 401; a body over the limit → 413. CORS middleware would not
+help: it does not run on WebSocket handshakes and it only advises browsers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kyros import API_VERSION
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+DEFAULT_MAX_BODY = 1024 * 1024
+LOCAL_HOSTS = frozenset({"kyros", "localhost", "127.0.0.1", "::1"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _host_name(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8080
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class Guard:
+    """Wraps the app for one listener. ``verify`` is None on the Unix socket (the socket's
+    0600 mode is the credential there)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verify: Callable[[str], bool] | None,
+        allowed_hosts: frozenset[str] = LOCAL_HOSTS,
+        allowed_origins: frozenset[str] = frozenset(),
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.app = app
+        self.verify = verify
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.allowed_origins = allowed_origins
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host")
+        if host is None or _host_name(host) not in self.allowed_hosts:
+            await _refuse(scope, send, 403, "forbidden_host",
+                          "this Host is not served here (DNS rebinding protection)")
+            return
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.allowed_origins:
+            await _refuse(scope, send, 403, "forbidden_origin",
+                          "requests from web pages are refused; kyros has no browser clients")
+            return
+        if self.verify is not None:
+            auth = headers.get("authorization", "")
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not self.verify(token.strip()):
+                await _refuse(scope, send, 401, "unauthorized",
+                              "a valid bearer token is required (see `kyros daemon token`)")
+                return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _refuse(scope, send, 413, "payload_too_large",
+                          f"request bodies are limited to {self.max_body} bytes")
+            return
+        await self._guarded_body(scope, receive, send)
+
+    async def _guarded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def tagged_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []),
+                                      (b"x-kyros-api-version", API_VERSION.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tagged_send)
+        except BodyTooLarge:
+            if not started:
+                await _refuse(scope, send, 413, "payload_too_large",
+                              f"request bodies are limited to {self.max_body} bytes")
+
+
+async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    if scope["type"] == "websocket":
+        # Closing before accept makes the server answer the handshake with HTTP 403.
+        await send({"type": "websocket.close", "code": 1008, "reason": code})
+        return
+    body = json.dumps({"error": {"code": code, "message": message, "detail": None}}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-kyros-api-version", API_VERSION.encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

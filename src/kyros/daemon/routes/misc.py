@@ -1,0 +1,36 @@
+"""Jobs, agents and configuration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from kyros.core.app import Core
+from kyros.daemon.routes.deps import core
+from kyros.protocol import AgentStatus, AgentStatusList, ConfigEntry, ConfigView, Job, JobList, JobStatus
+
+router = APIRouter(prefix="/v1", tags=["daemon"])
+
+
+@router.get("/jobs", response_model=JobList)
+async def list_jobs(
+    c: Annotated[Core, Depends(core)],
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    """Jobs on the durable queue, newest first."""
+    rows = await c.jobs(limit=limit, status=status.value if status else None)
+    return JobList(jobs=[Job.model_validate(r) for r in rows])
+
+
+@router.get("/agents/status", response_model=AgentStatusList)
+async def agents_status(c: Annotated[Core, Depends(core)]) -> AgentStatusList:
+    """Each agent's live status and the run it works on."""
+    return AgentStatusList(agents=[AgentStatus.model_validate(a) for a in await c.agent_status()])
+
+
+@router.get("/config", response_model=ConfigView)
+async def config(c: Annotated[Core, Depends(core)]) -> ConfigView:
+    """The daemon's effective settings and where each came from; secrets redacted."""
+    return ConfigView(entries=[ConfigEntry.model_validate(e) for e in c.loaded.entries()])

@@ -1,0 +1,92 @@
+"""Runs: create, list, read, cancel, and the event stream (SSE)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from kyros.core.app import Core
+from kyros.daemon.routes.deps import core
+from kyros.daemon.sse import event_stream
+from kyros.errors import InvalidInput
+from kyros.protocol import Run, RunCreate, RunKind, RunList, RunStatus
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+RunId = Annotated[str, Query(max_length=64)]
+
+
+@router.post("/{kind}", response_model=Run, status_code=201)
+async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
+    """Queue a run of ``kind``; it starts as soon as a worker is free."""
+    run = await c.runs.create(
+        kind.value, body.goal, body.workspace, model=body.model, api_base=body.api_base,
+        agent=body.agent,
+    )
+    return Run.model_validate(run)
+
+
+@router.get("", response_model=RunList)
+async def list_runs(
+    c: Annotated[Core, Depends(core)],
+    status: RunStatus | None = None,
+    kind: RunKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> RunList:
+    """Runs, newest first."""
+    rows = await c.runs.list(
+        limit=limit, status=status.value if status else None, kind=kind.value if kind else None
+    )
+    return RunList(runs=[Run.model_validate(r) for r in rows])
+
+
+def _check_id(run_id: str) -> str:
+    if len(run_id) > 64 or "\x00" in run_id:
+        raise InvalidInput("run id is malformed")
+    return run_id
+
+
+@router.get("/{run_id}", response_model=Run)
+async def get_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Run:
+    """One run with its output."""
+    return Run.model_validate(await c.runs.get(_check_id(run_id)))
+
+
+@router.post("/{run_id}/cancel", response_model=Run)
+async def cancel_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Run:
+    """Cancel a queued or running run."""
+    return Run.model_validate(await c.runs.cancel(_check_id(run_id)))
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    c: Annotated[Core, Depends(core)],
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**31)] = None,
+    follow: bool = True,
+) -> StreamingResponse:
+    """The run's events as Server-Sent Events, ``id`` = sequence number.
+
+    Resume with ``Last-Event-ID`` (or ``?after=``): the stream continues after that event with
+    no gap and no duplicate. With ``follow=false`` it ends once the stored log is sent; otherwise
+    it ends after the run's final event.
+    """
+    await c.runs.get(_check_id(run_id))  # 404 before the stream starts
+    start = after or 0
+    if last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise InvalidInput("Last-Event-ID must be an event sequence number")
+        start = max(start, int(last_event_id))
+    return StreamingResponse(
+        event_stream(c, run_id, start, follow=follow, app_state=request.app.state),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

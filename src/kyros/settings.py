@@ -1,0 +1,208 @@
+"""kyros's one typed settings object, and where each value came from.
+
+Precedence, highest first: command-line flags > ``KYROS_*`` environment variables > the project's
+``.kyros.toml`` (searched upward from the workspace; inert until the project is trusted) > the
+user's ``config.toml`` > defaults. :func:`load` is the only reader of ``os.environ`` for settings.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kyros import paths as paths_mod
+from kyros.errors import UsageError
+
+#: Keys a repository's own `.kyros.toml` may never set, even once trusted: where requests go and
+#: which credentials they carry are the user's decision (RELIABILITY S10).
+REPO_FORBIDDEN = frozenset({"api_base", "database_url", "redis_url", "daemon", "token", "plugins"})
+
+#: Keys whose values are secrets: printed as "***" everywhere.
+SECRET_KEYS = frozenset({"token"})
+
+
+class Settings(BaseModel):
+    """Effective configuration. Every field can be set as ``KYROS_<FIELD>`` or in config.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; default: SQLite in the user data dir. "
+        "PostgreSQL: postgresql+asyncpg://user@host/db",
+    )
+    redis_url: str | None = Field(default=None, description="Redis for cross-daemon fan-out.")
+    daemon: str | None = Field(
+        default=None, description="Daemon to talk to: unix:///path.sock or http(s)://host:port."
+    )
+    token: str | None = Field(default=None, description="Bearer token for a daemon over TCP.")
+    model: str | None = Field(
+        default=None, description="Default model for runs (litellm id, or 'demo')."
+    )
+    api_base: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible server for the model."
+    )
+    workers: int = Field(default=4, ge=1, le=256, description="Job workers per daemon.")
+    lease_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How long a claimed job is owned without a heartbeat."
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="How often running jobs renew their lease."
+    )
+    reaper_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="How often expired leases are re-queued."
+    )
+    poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="Queue poll interval for jobs other processes add."
+    )
+    max_attempts: int = Field(default=3, ge=1, le=100, description="Tries before a job fails.")
+    max_stalls: int = Field(
+        default=3, ge=1, le=100, description="Expired leases before a job is dead-lettered."
+    )
+    retry_base_seconds: float = Field(
+        default=1.0, ge=0, le=600, description="First retry delay; doubles per attempt, jittered."
+    )
+    retry_max_seconds: float = Field(default=300.0, ge=0, description="Ceiling of a retry delay.")
+    log_level: str = Field(default="INFO", description="Daemon log level.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Python modules whose register() adds job kinds."
+    )
+    trusted_projects: list[str] = Field(
+        default_factory=list, description="Projects whose .kyros.toml is applied."
+    )
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Settings together with the source of each value (``default``, ``user config`` …)."""
+
+    settings: Settings
+    sources: dict[str, str] = field(default_factory=dict)
+    paths: paths_mod.Paths = field(default_factory=paths_mod.resolve)
+    #: Provider credentials from the environment (``*_API_KEY``); never printed or logged.
+    provider_keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every setting with its source, secrets redacted: what `kyros config show` prints."""
+        out = []
+        for key in Settings.model_fields:
+            value = getattr(self.settings, key)
+            out.append(
+                {
+                    "key": key,
+                    "value": redact(key, value),
+                    "source": self.sources.get(key, "default"),
+                    "secret": key in SECRET_KEYS,
+                }
+            )
+        return out
+
+    @property
+    def database_url(self) -> str:
+        """The store URL, defaulting to SQLite in the data dir."""
+        return self.settings.database_url or f"sqlite+aiosqlite:///{self.paths.database}"
+
+
+def redact(key: str, value: Any) -> Any:
+    """Hide secrets: whole values for secret keys, passwords inside URLs."""
+    if value is None:
+        return None
+    if key in SECRET_KEYS:
+        return "***"
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _coerce_env(key: str, raw: str) -> Any:
+    annotation = Settings.model_fields[key].annotation
+    if annotation == list[str]:
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    return raw
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    section = data.get("kyros", data)
+    return dict(section) if isinstance(section, dict) else {}
+
+
+def find_project_config(start: Path) -> Path | None:
+    """The nearest ``.kyros.toml`` at or above ``start``."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        candidate = directory / ".kyros.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(
+    overrides: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    workspace: Path | None = None,
+) -> Loaded:
+    """Build the effective settings. ``overrides`` are flags (``None`` values are ignored)."""
+    env = dict(os.environ if env is None else env)
+    paths = paths_mod.resolve(env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    user = _read_toml(paths.config_file)
+    for key, value in user.items():
+        if key in Settings.model_fields:
+            values[key], sources[key] = value, f"user config ({paths.config_file})"
+
+    if workspace is not None:
+        project_file = find_project_config(workspace)
+        trusted = {str(Path(p).resolve()) for p in values.get("trusted_projects", [])}
+        if project_file is not None and str(project_file.parent) in trusted:
+            for key, value in _read_toml(project_file).items():
+                if key in Settings.model_fields and key not in REPO_FORBIDDEN:
+                    values[key], sources[key] = value, f"project config ({project_file})"
+
+    for key in Settings.model_fields:
+        raw = env.get(f"KYROS_{key.upper()}")
+        if raw is not None and raw != "":
+            values[key], sources[key] = _coerce_env(key, raw), f"env KYROS_{key.upper()}"
+
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key], sources[key] = value, "flag"
+
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} ({sources.get(str(err['loc'][0]), '?')}): "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        raise UsageError(f"invalid settings: {problems}") from None
+    provider_keys = {k: v for k, v in env.items() if k.endswith("_API_KEY") and v}
+    return Loaded(settings=settings, sources=sources, paths=paths, provider_keys=provider_keys)
