@@ -4,6 +4,7 @@ database), an in-process core, and a real daemon process on a temporary Unix soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -56,7 +57,9 @@ def require_pg() -> None:
     problem = pg_problem()
     if problem:
         if REQUIRE_SERVICES:
-            pytest.fail(f"PostgreSQL is required (KYROS_REQUIRE_SERVICES=1) but unreachable: {problem}")
+            pytest.fail(
+                f"PostgreSQL is required (KYROS_REQUIRE_SERVICES=1) but unreachable: {problem}"
+            )
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {problem}")
 
 
@@ -70,8 +73,8 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def xdg(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+@contextlib.contextmanager
+def xdg_dirs() -> Iterator[dict[str, str]]:
     """Environment variables that put every kyros path under a fresh temp dir."""
     # Unix socket paths are limited to 108 bytes: keep the runtime dir short.
     base = Path(f"/tmp/ky-{secrets.token_hex(4)}")
@@ -84,21 +87,41 @@ def xdg(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "XDG_CACHE_HOME": str(base / "cache"),
     }
     (base / "run").mkdir(mode=0o700)
-    yield env
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield env
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, xdg: dict[str, str]) -> Iterator[str]:
-    """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
+@contextlib.contextmanager
+def database(kind: str, xdg: dict[str, str]) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped after."""
+    if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{xdg['XDG_DATA_HOME']}/kyros-test.db"
         return
     require_pg()
     name = f"kyros_t_{secrets.token_hex(6)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def xdg() -> Iterator[dict[str, str]]:
+    with xdg_dirs() as env:
+        yield env
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, xdg: dict[str, str]) -> Iterator[str]:
+    """A fresh, empty database on each backend."""
+    with database(request.param, xdg) as url:
+        yield url
 
 
 def loaded_for(env: dict[str, str], **overrides: Any) -> Any:
@@ -112,8 +135,15 @@ async def core(xdg: dict[str, str], db_url: str) -> AsyncIterator[Any]:
     """An in-process, started core on a fresh database, with fast queue timings."""
     from kyros.core.app import Core
 
-    loaded = loaded_for(xdg, database_url=db_url, heartbeat_seconds=0.2, reaper_seconds=0.2,
-                        lease_seconds=2.0, retry_base_seconds=0.05, poll_seconds=0.2)
+    loaded = loaded_for(
+        xdg,
+        database_url=db_url,
+        heartbeat_seconds=0.2,
+        reaper_seconds=0.2,
+        lease_seconds=2.0,
+        retry_base_seconds=0.05,
+        poll_seconds=0.2,
+    )
     c = Core(loaded)
     await c.start(warm_backend=False)
     try:
@@ -124,18 +154,29 @@ async def core(xdg: dict[str, str], db_url: str) -> AsyncIterator[Any]:
 
 def kyros_env(xdg: dict[str, str], **extra: str) -> dict[str, str]:
     """The environment of a kyros process in a test: the temp dirs, no provider keys."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("KYROS_") and not k.endswith("_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("KYROS_") and not k.endswith("_API_KEY")
+    }
     env.update(xdg)
     env.update(extra)
     env["PYTHONPATH"] = str(REPO)  # tests.support plugins are importable by the daemon
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, input: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kyros", *args], env=env, input=input,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def run_cli(
+    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kyros", *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @dataclass
@@ -188,24 +229,48 @@ def start_daemon(env: dict[str, str], *args: str) -> Daemon:
     p.state_dir.mkdir(parents=True, exist_ok=True)
     log = p.state_dir / f"test-daemon-{secrets.token_hex(3)}.log"
     with log.open("ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "kyros", "daemon", "serve", *args],
-                                env=env, stdout=fh, stderr=fh, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kyros", "daemon", "serve", *args],
+            env=env,
+            stdout=fh,
+            stderr=fh,
+            start_new_session=True,
+        )
     d = Daemon(env=env, proc=proc, socket=p.socket, log=log)
     d.wait_ready()
     return d
 
 
+FAST_QUEUE = {
+    "KYROS_LEASE_SECONDS": "3",
+    "KYROS_HEARTBEAT_SECONDS": "0.5",
+    "KYROS_REAPER_SECONDS": "0.5",
+    "KYROS_RETRY_BASE_SECONDS": "0.1",
+}
+
+
 @pytest.fixture
 def daemon_env(xdg: dict[str, str], db_url: str) -> dict[str, str]:
-    return kyros_env(xdg, KYROS_DATABASE_URL=db_url, KYROS_LEASE_SECONDS="3",
-                     KYROS_HEARTBEAT_SECONDS="0.5", KYROS_REAPER_SECONDS="0.5",
-                     KYROS_RETRY_BASE_SECONDS="0.1")
+    return kyros_env(xdg, KYROS_DATABASE_URL=db_url, **FAST_QUEUE)
 
 
 @pytest.fixture
 def daemon(daemon_env: dict[str, str]) -> Iterator[Daemon]:
+    """A daemon of this test's own (for tests that kill, restart or reconfigure it)."""
     d = start_daemon(daemon_env)
     try:
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_daemon(request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """One daemon per test module and backend: tests that only add runs share it, which spares
+    a start-up and a litellm import (~3 s of CPU) per test."""
+    with xdg_dirs() as env, database(request.param, env) as url:
+        d = start_daemon(kyros_env(env, KYROS_DATABASE_URL=url, **FAST_QUEUE))
+        try:
+            yield d
+        finally:
+            d.stop()

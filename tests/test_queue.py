@@ -105,14 +105,16 @@ async def test_expired_lease_is_requeued_then_dead_lettered(core: Any) -> None:
         job_id = await jobs_repo.enqueue(conn, "noop", {})
     for stall in (1, 2, 3):
         async with core.store.write() as conn:
-            claimed = await jobs_repo.claim(conn, "dead-worker", 1, 0.01,
-                                            postgres=core.store.is_postgres)
+            claimed = await jobs_repo.claim(
+                conn, "dead-worker", 1, 0.01, postgres=core.store.is_postgres
+            )
             assert [j.id for j in claimed] == [job_id]
             # The reaper only sees it once the lease is in the past; make the retry due now.
         await asyncio.sleep(0.05)
         async with core.store.write() as conn:
-            reaped = await jobs_repo.reap(conn, max_stalls=3, retry_base=0, retry_max=0,
-                                          postgres=core.store.is_postgres)
+            reaped = await jobs_repo.reap(
+                conn, max_stalls=3, retry_base=0, retry_max=0, postgres=core.store.is_postgres
+            )
         assert [(r.job_id, r.stalls, r.dead) for r in reaped] == [(job_id, stall, stall == 3)]
     job = await core.job(job_id)
     assert job["status"] == "dead" and "3 times" in job["error"]

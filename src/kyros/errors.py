@@ -145,7 +145,11 @@ def from_payload(status: int, payload: Any) -> KyrosError:
     code = str(err.get("code") or "internal")
     cls = _BY_CODE.get(code)
     if cls is None:
-        cls = {401: AuthError, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge, 422: InvalidInput}.get(
-            status, UsageError if 400 <= status < 500 else KyrosError
-        )
+        cls = {
+            401: AuthError,
+            403: Forbidden,
+            404: NotFound,
+            413: PayloadTooLarge,
+            422: InvalidInput,
+        }.get(status, UsageError if 400 <= status < 500 else KyrosError)
     return cls(str(err.get("message") or code), detail=err.get("detail"), code=code)

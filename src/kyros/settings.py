@@ -50,7 +50,10 @@ class Settings(BaseModel):
     )
     workers: int = Field(default=4, ge=1, le=256, description="Job workers per daemon.")
     lease_seconds: float = Field(
-        default=30.0, gt=0, le=3600, description="How long a claimed job is owned without a heartbeat."
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a claimed job is owned without a heartbeat.",
     )
     heartbeat_seconds: float = Field(
         default=5.0, gt=0, le=600, description="How often running jobs renew their lease."

@@ -171,7 +171,7 @@ class FakeOpenAI:
 
     async def _serve(self) -> None:
         self._stop_event = asyncio.Event()
-        server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        server = await asyncio.start_server(self._spawn, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -183,10 +183,14 @@ class FakeOpenAI:
             await asyncio.gather(*self._conns, return_exceptions=True)
             await server.wait_closed()
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _spawn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Own the connection tasks (rather than letting start_server wrap a coroutine)
+        # so that cancelling them at stop() is not reported as an unhandled error.
+        task = asyncio.get_running_loop().create_task(self._on_connect(reader, writer))
         self._conns.add(task)
+        task.add_done_callback(self._conns.discard)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while await self._handle_one(reader, writer):
                 pass
@@ -194,7 +198,6 @@ class FakeOpenAI:
                 asyncio.LimitOverrunError):
             pass
         finally:
-            self._conns.discard(task)
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
@@ -223,8 +226,9 @@ class FakeOpenAI:
         keep = headers.get("connection", "").lower() != "close"
 
         if method == "GET" and path == "/v1/models":
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
-            return await self._send_json(writer, 200, {"object": "list", "data": data}) and keep
+            models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                      for m in self.models]
+            return await self._send_json(writer, 200, {"object": "list", "data": models}) and keep
         if reply is None:
             err = Reply.error(404, f"Unknown path {method} {path}")
             return await self._send_json(writer, 404, err.body) and keep
@@ -274,8 +278,9 @@ class FakeOpenAI:
         async def pause(seconds: float) -> None:
             deadline = time.monotonic() + seconds
             while (left := deadline - time.monotonic()) > 0:
-                await self._wait(reader, min(left, _KEEPALIVE_EVERY))
-                if reply.keepalive_comments:
+                step = min(left, _KEEPALIVE_EVERY)
+                await self._wait(reader, step)
+                if reply.keepalive_comments and step >= _KEEPALIVE_EVERY:
                     await send(b": keep-alive\n\n")
 
         await pause(reply.delay_first_chunk)
@@ -337,6 +342,10 @@ def _completion(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
 def _events(reply: Reply, request: dict[str, Any]) -> list[str]:
     """The `data:` payloads of one streamed completion, in order."""
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
@@ -353,14 +362,14 @@ def _events(reply: Reply, request: dict[str, Any]) -> list[str]:
     out = [chunk({"role": "assistant", "content": "" if reply.text else None})]
     if reply.bad_json:
         out.append('{"id": "broken", "choices": [{"delta": {"content": "x"')
-    out += [chunk({"content": reply.text[i : i + size]}) for i in range(0, len(reply.text), size)]
+    out += [chunk({"content": piece}) for piece in _pieces(reply.text, size)]
     for index, call in enumerate(reply.tool_calls or []):
         out.append(chunk({"tool_calls": [{
             "index": index, "id": call["id"], "type": "function",
             "function": {"name": call["name"], "arguments": ""}}]}))
         args = call["arguments"]
-        out += [chunk({"tool_calls": [{"index": index, "function": {"arguments": args[i : i + size]}}]})
-                for i in range(0, len(args), size)]
+        out += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                for piece in _pieces(args, size)]
     out.append(chunk({}, _finish_reason(reply)))
     if include_usage:
         out.append(json.dumps({**base, "choices": [], "usage": _usage(reply, request)}))

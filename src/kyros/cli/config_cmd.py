@@ -12,12 +12,16 @@ app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 
 
 @app.command("show")
-def show(json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False) -> None:
+def show(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
     """Effective settings with their source; secrets are never printed."""
     loaded = settings()
     entries = loaded.entries()
     if json_out:
-        print_json({"entries": entries, "paths": {k: str(v) for k, v in vars(loaded.paths).items()}})
+        print_json(
+            {"entries": entries, "paths": {k: str(v) for k, v in vars(loaded.paths).items()}}
+        )
         return
     from rich.table import Table
 

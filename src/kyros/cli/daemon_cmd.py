@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,27 +21,39 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 
 @app.command("serve")
 def serve(
-    listen: Annotated[str | None, typer.Option("--listen", help="Also listen on TCP HOST:PORT "
-                                               "(always needs the bearer token).",
-                                               show_default=False)] = None,
-    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate for TCP.",
-                                                 show_default=False)] = None,
-    tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS key for TCP.",
-                                                show_default=False)] = None,
-    insecure_no_tls: Annotated[bool, typer.Option(
-        "--insecure-no-tls", help="Allow plain TCP on a non-loopback address.")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, max=256,
-                                                help="Concurrent jobs.", show_default=False)] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="Also listen on TCP HOST:PORT (always needs the bearer token).",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="TLS certificate for TCP.", show_default=False)
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option("--tls-key", help="TLS key for TCP.", show_default=False)
+    ] = None,
+    insecure_no_tls: Annotated[
+        bool, typer.Option("--insecure-no-tls", help="Allow plain TCP on a non-loopback address.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=256, help="Concurrent jobs.", show_default=False),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
-    from kyros.daemon.server import TcpOptions, parse_listen, serve as run_server
+    from kyros.daemon.server import TcpOptions, parse_listen
+    from kyros.daemon.server import serve as run_server
 
     loaded = settings({"workers": workers})
     tcp = None
     if listen:
         host, port = parse_listen(listen)
-        tcp = TcpOptions(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-                         allow_insecure=insecure_no_tls)
+        tcp = TcpOptions(
+            host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, allow_insecure=insecure_no_tls
+        )
     run_server(loaded, tcp)
 
 
@@ -64,6 +77,19 @@ def start(json_out: JsonOpt = False) -> None:
         typer.echo(f"kyros daemon {health['version']} running (pid {health['pid']})")
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited child its parent has not reaped yet counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 @app.command("stop")
 def stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for running jobs.")] = 20.0,
@@ -82,14 +108,14 @@ def stop(
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             typer.echo(f"stopped kyros daemon (pid {pid})")
             return
         time.sleep(0.05)
-    sys.stderr.write(f"kyros: daemon pid {pid} did not stop within {timeout:.0f}s; "
-                     f"`kill -9 {pid}` forces it (its jobs are re-queued after their lease)\n")
+    sys.stderr.write(
+        f"kyros: daemon pid {pid} did not stop within {timeout:.0f}s; "
+        f"`kill -9 {pid}` forces it (its jobs are re-queued after their lease)\n"
+    )
     raise typer.Exit(1)
 
 
@@ -103,9 +129,11 @@ def status(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json({"health": health, "ready": ready, "target": c.target.describe()})
         return
-    typer.echo(f"kyros daemon {health['version']} (API v{health['api_version']}, pid "
-               f"{health['pid']}) at {c.target.describe()}: "
-               f"{'ready' if ready.get('ready') else 'NOT ready'}")
+    typer.echo(
+        f"kyros daemon {health['version']} (API v{health['api_version']}, pid "
+        f"{health['pid']}) at {c.target.describe()}: "
+        f"{'ready' if ready.get('ready') else 'NOT ready'}"
+    )
     for name, check in ready.get("checks", {}).items():
         typer.echo(f"  {'ok ' if check['ok'] else 'BAD'} {name}: {check['detail']}")
 
@@ -113,7 +141,9 @@ def status(json_out: JsonOpt = False) -> None:
 @app.command("logs")
 def logs(
     lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="Lines to show.")] = 50,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
 ) -> None:
     """The background daemon's log."""
     path = settings().paths.log_file
@@ -134,8 +164,12 @@ def logs(
 
 @app.command("token")
 def token(
-    rotate: Annotated[bool, typer.Option("--rotate", help="Replace the token; clients using the "
-                                         "old one are refused from now on.")] = False,
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate", help="Replace the token; clients using the old one are refused from now on."
+        ),
+    ] = False,
 ) -> None:
     """Print the bearer token for TCP clients (creating one if needed), or rotate it."""
     from kyros import tokens

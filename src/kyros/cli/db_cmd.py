@@ -21,7 +21,9 @@ def upgrade(json_out: JsonOpt = False) -> None:
     loaded = settings()
     status = db_upgrade(loaded)
     if json_out:
-        print_json({"current": status.current, "head": status.head, "up_to_date": status.up_to_date})
+        print_json(
+            {"current": status.current, "head": status.head, "up_to_date": status.up_to_date}
+        )
     else:
         typer.echo(f"database at revision {status.current} (newest {status.head})")
 
@@ -35,9 +37,17 @@ def status(json_out: JsonOpt = False) -> None:
     loaded = settings()
     st = db_status(loaded)
     if json_out:
-        print_json({"url": redact_url(loaded.database_url), "current": st.current, "head": st.head,
-                    "up_to_date": st.up_to_date})
+        print_json(
+            {
+                "url": redact_url(loaded.database_url),
+                "current": st.current,
+                "head": st.head,
+                "up_to_date": st.up_to_date,
+            }
+        )
         return
     typer.echo(f"database: {redact_url(loaded.database_url)}")
-    typer.echo(f"revision: {st.current or '(empty)'}; newest: {st.head}"
-               + ("" if st.up_to_date else " — run `kyros db upgrade`"))
+    typer.echo(
+        f"revision: {st.current or '(empty)'}; newest: {st.head}"
+        + ("" if st.up_to_date else " — run `kyros db upgrade`")
+    )

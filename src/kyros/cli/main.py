@@ -38,18 +38,24 @@ def _version(value: bool) -> None:
 def main(
     daemon: Annotated[
         str | None,
-        typer.Option("--daemon", help="Daemon address: unix:///path.sock or http(s)://host:port "
-                     "[env KYROS_DAEMON]", show_default=False),
+        typer.Option(
+            "--daemon",
+            help="Daemon address: unix:///path.sock or http(s)://host:port [env KYROS_DAEMON]",
+            show_default=False,
+        ),
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", help="Bearer token for a TCP daemon [env KYROS_TOKEN]",
-                     show_default=False),
+        typer.Option(
+            "--token", help="Bearer token for a TCP daemon [env KYROS_TOKEN]", show_default=False
+        ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", callback=_version,
-                           is_eager=True)
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
     ] = False,
 ) -> None:
     GLOBALS.daemon, GLOBALS.token, GLOBALS.debug = daemon, token, debug
@@ -66,8 +72,9 @@ def completion(
     if shell not in ("bash", "zsh", "fish"):
         raise typer.BadParameter("choose bash, zsh or fish", param_hint="--shell")
     env = {**os.environ, "_KYROS_COMPLETE": f"source_{shell}"}
-    out = subprocess.run([sys.executable, "-m", "kyros"], env=env, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "kyros"], env=env, capture_output=True, text=True, check=False
+    )
     sys.stdout.write(out.stdout)
 
 
@@ -90,11 +97,11 @@ def run() -> None:
         sys.stderr.write("kyros: interrupted\n")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        # Typer vendors click (typer._click); its exceptions all derive from TyperException.
+        show = getattr(exc, "show", None)
+        if isinstance(exc, typer.TyperException) and callable(show):
+            show()
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         if GLOBALS.debug:
             raise
         sys.stderr.write(

@@ -10,8 +10,9 @@ import typer
 
 from kyros.cli.state import print_json, print_jsonl
 
-app = typer.Typer(help="Start a run: plan now; implement and critic come next.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Start a run: plan now; implement and critic come next.", no_args_is_help=True
+)
 
 PHASES = {
     "context": "reading the workspace",
@@ -33,27 +34,46 @@ def _read_goal(goal: str) -> str:
 
 @app.command("plan")
 def plan(
-    goal: Annotated[str, typer.Argument(help="What you want planned, or '-' to read it from stdin.")],
+    goal: Annotated[
+        str,
+        typer.Argument(metavar="GOAL", help="What you want planned, or '-' to read it from stdin."),
+    ],
     workspace: Annotated[
-        Path, typer.Option("--workspace", "-w", help="Directory to plan in.", show_default="current directory")
+        Path,
+        typer.Option(
+            "--workspace", "-w", help="Directory to plan in.", show_default="current directory"
+        ),
     ] = Path("."),
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Model: a litellm id (openai/gpt-4.1-mini, "
-                     "anthropic/…), openai/NAME with --api-base, or 'demo' (scripted, no key).",
-                     show_default=False),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model: a litellm id (openai/gpt-4.1-mini, "
+            "anthropic/…), openai/NAME with --api-base, or 'demo' (scripted, no key).",
+            show_default=False,
+        ),
     ] = None,
     api_base: Annotated[
         str | None,
-        typer.Option("--api-base", help="Base URL of an OpenAI-compatible server "
-                     "(Ollama, vLLM, LM Studio, a gateway).", show_default=False),
+        typer.Option(
+            "--api-base",
+            help="Base URL of an OpenAI-compatible server (Ollama, vLLM, LM Studio, a gateway).",
+            show_default=False,
+        ),
     ] = None,
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the run id and return; "
-                                         "the run goes on in the daemon.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the finished run as one JSON "
-                                           "document.")] = False,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="Print events as JSON lines while "
-                                        "the run works.")] = False,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", "-d", help="Print the run id and return; the run goes on in the daemon."
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the finished run as one JSON document.")
+    ] = False,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="Print events as JSON lines while the run works.")
+    ] = False,
 ) -> None:
     """Plan a change: reads the workspace, asks the planner model, prints a structured plan.
 
@@ -77,22 +97,26 @@ def plan(
     from kyros.cli.state import client, settings
 
     c = client(settings(workspace=root))
-    run = c.create_run("plan", {"goal": text, "workspace": str(root), "model": model,
-                                "api_base": api_base})
+    run = c.create_run(
+        "plan", {"goal": text, "workspace": str(root), "model": model, "api_base": api_base}
+    )
     if detach:
         if json_out:
             print_json(run)
         else:
             typer.echo(run["id"])
-            sys.stderr.write(f"kyros: run {run['id']} queued; follow it with "
-                             f"`kyros runs events {run['id']}`\n")
+            sys.stderr.write(
+                f"kyros: run {run['id']} queued; follow it with `kyros runs events {run['id']}`\n"
+            )
         return
     try:
         final = follow(c, run, jsonl=jsonl, quiet=json_out)
     except KeyboardInterrupt:
-        sys.stderr.write(f"\nkyros: detached; run {run['id']} goes on in the daemon. "
-                         f"`kyros runs events {run['id']}` follows it, "
-                         f"`kyros runs cancel {run['id']}` stops it.\n")
+        sys.stderr.write(
+            f"\nkyros: detached; run {run['id']} goes on in the daemon. "
+            f"`kyros runs events {run['id']}` follows it, "
+            f"`kyros runs cancel {run['id']}` stops it.\n"
+        )
         raise typer.Exit(130) from None
     if json_out:
         print_json(final)
@@ -153,8 +177,10 @@ class _Progress:
             phase = data.get("phase")
             self.phase = PHASES.get(phase, phase)
             if phase == "context.done":
-                self.console.print(f"[dim]read {data.get('files')} files "
-                                   f"(~{data.get('tokens')} tokens of context)[/dim]")
+                self.console.print(
+                    f"[dim]read {data.get('files')} files "
+                    f"(~{data.get('tokens')} tokens of context)[/dim]"
+                )
             if phase == "model":
                 self.phase = f"asking {data.get('model')}"
         elif kind == "model.delta":
@@ -184,8 +210,10 @@ def show_result(run: dict[str, Any]) -> None:
         else:
             sys.stdout.write(markdown + "\n")
         cost = run.get("cost") or 0.0
-        err.print(f"[dim]run {run['id']} · {run.get('model')} · "
-                  f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens · "
-                  f"${cost:.4f}[/dim]")
+        err.print(
+            f"[dim]run {run['id']} · {run.get('model')} · "
+            f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens · "
+            f"${cost:.4f}[/dim]"
+        )
     else:
         err.print(f"[bold red]run {run['id']} {run['status']}[/bold red]: {run.get('error') or ''}")

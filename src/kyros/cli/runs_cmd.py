@@ -44,8 +44,14 @@ def list_runs(
         table.add_column(column)
     for run in runs:
         goal = " ".join(run["goal"].split())
-        table.add_row(run["id"], run["kind"], run["status"], _age(run["created_at"]),
-                      f"${run['cost']:.4f}", goal[:60] + ("…" if len(goal) > 60 else ""))
+        table.add_row(
+            run["id"],
+            run["kind"],
+            run["status"],
+            _age(run["created_at"]),
+            f"${run['cost']:.4f}",
+            goal[:60] + ("…" if len(goal) > 60 else ""),
+        )
     stdout_console().print(table)
 
 
@@ -68,8 +74,9 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
 def events(
     run_id: Annotated[str, typer.Argument(help="Run id.")],
     after: Annotated[int, typer.Option(min=0, help="Start after this sequence number.")] = 0,
-    follow: Annotated[bool, typer.Option("--follow/--no-follow",
-                                         help="Keep streaming until the run ends.")] = True,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="Keep streaming until the run ends.")
+    ] = True,
     json_out: JsonOpt = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON event per line.")] = False,
 ) -> None:
@@ -96,11 +103,15 @@ def _line(event: dict[str, Any]) -> str:
 
 
 @app.command("cancel")
-def cancel(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False) -> None:
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False
+) -> None:
     """Cancel a queued or running run."""
     run = client().cancel(run_id)
     if json_out:
         print_json(run)
     else:
-        typer.echo(f"{run['id']}: {run['status']}"
-                   + (" (cancel requested)" if run["status"] == "running" else ""))
+        typer.echo(
+            f"{run['id']}: {run['status']}"
+            + (" (cancel requested)" if run["status"] == "running" else "")
+        )

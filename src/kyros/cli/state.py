@@ -28,12 +28,15 @@ def settings(overrides: dict[str, Any] | None = None, workspace: Path | None = N
     return settings_mod.load(overrides, workspace=workspace)
 
 
-def client(loaded: Loaded | None = None, *, autostart: bool = True, timeout: float = 30.0) -> Client:
+def client(
+    loaded: Loaded | None = None, *, autostart: bool = True, timeout: float = 30.0
+) -> Client:
     """A client of the daemon the user chose; starts a local daemon if none answers."""
     from kyros.client import connect
 
-    _, c = connect(loaded or settings(), GLOBALS.daemon, GLOBALS.token, autostart=autostart,
-                   timeout=timeout)
+    _, c = connect(
+        loaded or settings(), GLOBALS.daemon, GLOBALS.token, autostart=autostart, timeout=timeout
+    )
     return c
 
 

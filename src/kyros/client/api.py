@@ -14,6 +14,8 @@ from kyros.client.discovery import DaemonTarget
 from kyros.errors import DaemonUnreachable, KyrosError, VersionSkew, from_payload
 
 _TRANSPORT_ERRORS = (httpx.TransportError,)
+#: Event types after which a run emits nothing more.
+FINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 
 
 class Client:
@@ -27,7 +29,9 @@ class Client:
         if target.token and not target.uds:
             headers["authorization"] = f"Bearer {target.token}"
         self._http = httpx.Client(
-            base_url=target.base_url, transport=transport, headers=headers,
+            base_url=target.base_url,
+            transport=transport,
+            headers=headers,
             timeout=httpx.Timeout(timeout, connect=5.0),
         )
         self._version_checked = False
@@ -45,8 +49,9 @@ class Client:
 
     def _unreachable(self, exc: Exception) -> DaemonUnreachable:
         hint = (
-            " — start one with `kyros daemon start`" if self.target.local else
-            " — check the address and that the daemon runs there"
+            " — start one with `kyros daemon start`"
+            if self.target.local
+            else " — check the address and that the daemon runs there"
         )
         return DaemonUnreachable(
             f"cannot reach the kyros daemon at {self.target.describe()} "
@@ -123,43 +128,57 @@ class Client:
         failing_since: float | None = None
         while True:
             try:
-                finished = False
                 for event in self._stream_once(run_id, last, follow):
                     failing_since = None
+                    if "seq" not in event:  # stream.end: the run has nothing more
+                        return
                     if event["seq"] <= last:
                         continue
                     last = event["seq"]
                     yield event
-                finished = True
+                    if event["type"] in FINAL_EVENTS:
+                        return
+                if not follow:
+                    return
+                # The stream ended before the run did (a daemon restarting): resume.
+                failing_since = failing_since or time.monotonic()
             except DaemonUnreachable:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > reconnect_for:
-                    raise
-                time.sleep(0.2)
-                continue
-            if finished:
-                return
+                failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > reconnect_for:
+                raise DaemonUnreachable(
+                    f"lost the event stream of run {run_id} and could not resume it within "
+                    f"{reconnect_for:.0f}s; `kyros runs events {run_id} --after {last}` resumes"
+                )
+            time.sleep(0.2)
 
     def _stream_once(self, run_id: str, last: int, follow: bool) -> Iterator[dict[str, Any]]:
         headers = {"last-event-id": str(last), "accept": "text/event-stream"}
         params = {"follow": "true" if follow else "false"}
         try:
             with self._http.stream(
-                "GET", f"/v1/runs/{run_id}/events", headers=headers, params=params,
+                "GET",
+                f"/v1/runs/{run_id}/events",
+                headers=headers,
+                params=params,
                 timeout=httpx.Timeout(5.0, read=60.0),
             ) as response:
                 if response.status_code >= 400:
                     response.read()
                 self._check(response)
                 data: list[str] = []
+                kind = "message"
                 for line in response.iter_lines():
                     if not line:
                         if data:
-                            yield json.loads("\n".join(data))
-                            data = []
+                            payload = json.loads("\n".join(data))
+                            yield (
+                                {"type": kind, "data": payload} if kind == "stream.end" else payload
+                            )
+                        data, kind = [], "message"
                         continue
-                    if line.startswith("data:"):
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
                         data.append(line[5:].lstrip())
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from None

@@ -43,16 +43,16 @@ def resolve_target(
         source = loaded.sources.get("daemon", "config")
     token = token or loaded.settings.token or tokens.read_local_token(loaded.paths)
     if not url:
-        return DaemonTarget(base_url="http://kyros", uds=str(loaded.paths.socket), local=True,
-                            source="local socket")
+        return DaemonTarget(
+            base_url="http://kyros", uds=str(loaded.paths.socket), local=True, source="local socket"
+        )
     parts = urlsplit(url)
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         default = Path(path) == loaded.paths.socket
         return DaemonTarget(base_url="http://kyros", uds=path, local=default, source=source)
     if parts.scheme in ("http", "https") and parts.netloc:
-        return DaemonTarget(base_url=f"{parts.scheme}://{parts.netloc}", token=token,
-                            source=source)
+        return DaemonTarget(base_url=f"{parts.scheme}://{parts.netloc}", token=token, source=source)
     raise UsageError(
         f"daemon address {url!r} ({source}) is not understood: use unix:///path/kyros.sock "
         "or http(s)://HOST:PORT"
@@ -66,8 +66,12 @@ def spawn_local(loaded: Loaded) -> subprocess.Popen[bytes]:
     with log_file.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "kyros", "daemon", "serve"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, cwd="/", env=os.environ.copy(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd="/",
+            env=os.environ.copy(),
         )
 
 
@@ -80,7 +84,11 @@ def _log_tail(path: Path, lines: int = 12) -> str:
 
 
 def connect(
-    loaded: Loaded, daemon: str | None = None, token: str | None = None, *, autostart: bool = True,
+    loaded: Loaded,
+    daemon: str | None = None,
+    token: str | None = None,
+    *,
+    autostart: bool = True,
     timeout: float = 30.0,
 ) -> tuple[DaemonTarget, object]:
     """Resolve the target and return a ready :class:`~kyros.client.api.Client` for it."""
@@ -114,7 +122,8 @@ def connect(
             if ready.get("ready"):
                 return target, client
             last = "; ".join(
-                f"{name}: {check['detail']}" for name, check in ready.get("checks", {}).items()
+                f"{name}: {check['detail']}"
+                for name, check in ready.get("checks", {}).items()
                 if not check.get("ok")
             )
         except DaemonUnreachable as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import threading
 from typing import Any
 
 from kyros.core.ai.backend import LLMBackend
@@ -27,6 +28,15 @@ from kyros.settings import Loaded
 log = logging.getLogger("kyros.core")
 
 
+def _resolve(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
 def _default_backend() -> LLMBackend:
     # Deferred: importing litellm costs ~3 s and ~220 MB; only model calls need it.
     from kyros.core.ai import demo
@@ -39,30 +49,42 @@ def _default_backend() -> LLMBackend:
 class Core:
     """One daemon's orchestration core."""
 
-    def __init__(self, loaded: Loaded, *, backend: LLMBackend | None = None,
-                 migrate_on_start: bool = True) -> None:
+    def __init__(
+        self, loaded: Loaded, *, backend: LLMBackend | None = None, migrate_on_start: bool = True
+    ) -> None:
         self.loaded = loaded
         s = loaded.settings
         self.store = Store(loaded.database_url)
         self.bus = EventBus()
         self.registry = HandlerRegistry()
         self.pool = WorkerPool(
-            self.store, self.registry, self.bus,
+            self.store,
+            self.registry,
+            self.bus,
             PoolConfig(
-                workers=s.workers, lease_seconds=s.lease_seconds,
-                heartbeat_seconds=s.heartbeat_seconds, reaper_seconds=s.reaper_seconds,
-                poll_seconds=s.poll_seconds, max_stalls=s.max_stalls,
-                retry_base_seconds=s.retry_base_seconds, retry_max_seconds=s.retry_max_seconds,
+                workers=s.workers,
+                lease_seconds=s.lease_seconds,
+                heartbeat_seconds=s.heartbeat_seconds,
+                reaper_seconds=s.reaper_seconds,
+                poll_seconds=s.poll_seconds,
+                max_stalls=s.max_stalls,
+                retry_base_seconds=s.retry_base_seconds,
+                retry_max_seconds=s.retry_max_seconds,
             ),
         )
         self.runs = RunService(
-            store=self.store, bus=self.bus, provider_keys=loaded.provider_keys,
-            default_model=s.model, default_api_base=s.api_base, max_attempts=s.max_attempts,
-            wake=self.pool.wake, cancel_local=self.pool.cancel_local,
+            store=self.store,
+            bus=self.bus,
+            provider_keys=loaded.provider_keys,
+            default_model=s.model,
+            default_api_base=s.api_base,
+            max_attempts=s.max_attempts,
+            wake=self.pool.wake,
+            cancel_local=self.pool.cancel_local,
         )
         self.registry.give_up = self.runs.give_up
         self._backend = backend
-        self._backend_lock = asyncio.Lock()
+        self._backend_lock = threading.Lock()
         self.migrate_on_start = migrate_on_start
         self.migrations: migrate.MigrationStatus | None = None
         self.backend_error: str | None = None
@@ -80,9 +102,10 @@ class Core:
 
     def backend(self) -> LLMBackend:
         """The AI backend, created on first use (blocking: call it in a thread)."""
-        if self._backend is None:
-            self._backend = _default_backend()
-        return self._backend
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = _default_backend()
+            return self._backend
 
     async def start(self, *, warm_backend: bool = True) -> None:
         if self.migrate_on_start:
@@ -94,8 +117,21 @@ class Core:
             self._warm = asyncio.create_task(self._warm_backend(), name="kyros-warm-ai")
 
     async def _warm_backend(self) -> None:
+        # A daemon thread, not the default executor: asyncio.run() waits for executor threads
+        # at exit, and a daemon stopped during the ~3 s litellm import would wait for it.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def work() -> None:
+            try:
+                self.backend()
+                loop.call_soon_threadsafe(_resolve, done, None)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_resolve, done, exc)
+
+        threading.Thread(target=work, name="kyros-warm-ai", daemon=True).start()
         try:
-            await asyncio.to_thread(self.backend)
+            await done
         except Exception as exc:  # reported by /readyz; a run would fail with the same error
             self.backend_error = f"{type(exc).__name__}: {exc}"
             log.error("AI backend failed to load: %s", self.backend_error)
@@ -141,12 +177,17 @@ class Core:
         out = []
         for agent in agents:
             run_id = current.get(agent["name"])
-            out.append({
-                "name": agent["name"], "role": agent["role"],
-                "model": agent["model"] or self.loaded.settings.model,
-                "status": "busy" if run_id else (agent["status"] if agent["status"] == "paused" else "idle"),
-                "current_run": run_id,
-            })
+            out.append(
+                {
+                    "name": agent["name"],
+                    "role": agent["role"],
+                    "model": agent["model"] or self.loaded.settings.model,
+                    "status": "busy"
+                    if run_id
+                    else (agent["status"] if agent["status"] == "paused" else "idle"),
+                    "current_run": run_id,
+                }
+            )
         return out
 
     async def job(self, job_id: int) -> dict[str, Any]:

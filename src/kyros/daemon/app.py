@@ -27,8 +27,11 @@ def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResp
 def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
     # Never echo inputs back: a 1 MB goal or a secret would travel back in the error.
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", "")),
-         "type": str(err.get("type", ""))}
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
         for err in errors[:20]
     ]
 

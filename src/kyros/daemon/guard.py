@@ -1,4 +1,4 @@
-"""The ASGI guard in front of every route and WebSocket (RELIABILITY S2–S5).
+"""The ASGI guard in front of every route and WebSocket (RELIABILITY S2-S5).
 
 It runs before routing, so a refused request never reaches a handler: a foreign ``Host``
 (DNS rebinding) or any ``Origin`` not explicitly allowed (a browser page) → 403; over TCP a
@@ -60,28 +60,48 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host")
         if host is None or _host_name(host) not in self.allowed_hosts:
-            await _refuse(scope, send, 403, "forbidden_host",
-                          "this Host is not served here (DNS rebinding protection)")
+            await _refuse(
+                scope,
+                send,
+                403,
+                "forbidden_host",
+                "this Host is not served here (DNS rebinding protection)",
+            )
             return
         origin = headers.get("origin")
         if origin is not None and origin not in self.allowed_origins:
-            await _refuse(scope, send, 403, "forbidden_origin",
-                          "requests from web pages are refused; kyros has no browser clients")
+            await _refuse(
+                scope,
+                send,
+                403,
+                "forbidden_origin",
+                "requests from web pages are refused; kyros has no browser clients",
+            )
             return
         if self.verify is not None:
             auth = headers.get("authorization", "")
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not self.verify(token.strip()):
-                await _refuse(scope, send, 401, "unauthorized",
-                              "a valid bearer token is required (see `kyros daemon token`)")
+                await _refuse(
+                    scope,
+                    send,
+                    401,
+                    "unauthorized",
+                    "a valid bearer token is required (see `kyros daemon token`)",
+                )
                 return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _refuse(scope, send, 413, "payload_too_large",
-                          f"request bodies are limited to {self.max_body} bytes")
+            await _refuse(
+                scope,
+                send,
+                413,
+                "payload_too_large",
+                f"request bodies are limited to {self.max_body} bytes",
+            )
             return
         await self._guarded_body(scope, receive, send)
 
@@ -102,16 +122,23 @@ class Guard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-kyros-api-version", API_VERSION.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-kyros-api-version", API_VERSION.encode()),
+                ]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tagged_send)
         except BodyTooLarge:
             if not started:
-                await _refuse(scope, send, 413, "payload_too_large",
-                              f"request bodies are limited to {self.max_body} bytes")
+                await _refuse(
+                    scope,
+                    send,
+                    413,
+                    "payload_too_large",
+                    f"request bodies are limited to {self.max_body} bytes",
+                )
 
 
 async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
@@ -120,11 +147,15 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str
         await send({"type": "websocket.close", "code": 1008, "reason": code})
         return
     body = json.dumps({"error": {"code": code, "message": message, "detail": None}}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"x-kyros-api-version", API_VERSION.encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-kyros-api-version", API_VERSION.encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

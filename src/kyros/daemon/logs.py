@@ -40,5 +40,12 @@ def configure(level: str, secrets: Iterable[str]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+    for noisy in (
+        "uvicorn.access",
+        "alembic",
+        "LiteLLM",
+        "LiteLLM Router",
+        "LiteLLM Proxy",
+        "httpx",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

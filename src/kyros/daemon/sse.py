@@ -18,6 +18,9 @@ FINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 KEEPALIVE_SECONDS = 15.0
 WAKE_SECONDS = 1.0
 PAGE = 500
+#: Sent (without an id) when a stream ends because the run has nothing more to say; a stream
+#: that ends without it (the daemon stopping) is to be resumed.
+END_FINISHED = b'event: stream.end\ndata: {"reason":"finished"}\n\n'
 
 
 def _default(value: Any) -> Any:
@@ -50,7 +53,11 @@ async def event_stream(
                 return
             if not page:
                 run = await core.runs.get(run_id)
-                if run["status"] in ("succeeded", "failed", "cancelled") and run["last_seq"] <= sent:
+                if (
+                    run["status"] in ("succeeded", "failed", "cancelled")
+                    and run["last_seq"] <= sent
+                ):
+                    yield END_FINISHED
                     return
             sub.overflowed = False
             # Wait for live events; send them straight from the bus while they are in order.

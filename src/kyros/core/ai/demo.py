@@ -39,19 +39,19 @@ def plan_reply(messages: list[dict[str, Any]]) -> str:
         "steps": [
             {
                 "title": "Read the code the goal touches",
-                "detail": f"{DEMO_BANNER} Start from the most relevant files kyros found.",
+                "detail": "Start from the most relevant files kyros found.",
                 "files": files,
                 "tests": [],
             },
             {
                 "title": "Make the change",
-                "detail": f"{DEMO_BANNER} Implement: {goal}",
+                "detail": f"Implement: {goal}",
                 "files": files[:1],
                 "tests": [],
             },
             {
                 "title": "Cover it with a test",
-                "detail": f"{DEMO_BANNER} Add a test that fails before the change and passes after.",
+                "detail": "Add a test that fails before the change and passes after.",
                 "files": tests,
                 "tests": tests,
             },

@@ -18,11 +18,11 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
-import litellm  # noqa: E402
-from litellm import CustomLLM  # noqa: E402
-from litellm.types.utils import GenericStreamingChunk  # noqa: E402
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import GenericStreamingChunk
 
-from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError  # noqa: E402
+from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
 litellm.telemetry = False
@@ -61,13 +61,26 @@ class ScriptedProvider(CustomLLM):  # type: ignore[misc]
         for piece in pieces:
             if self.delay:
                 await asyncio.sleep(self.delay)
-            yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None,
-                   "index": 0, "tool_use": None}
+            yield {
+                "text": piece,
+                "is_finished": False,
+                "finish_reason": "",
+                "usage": None,
+                "index": 0,
+                "tool_use": None,
+            }
         prompt_tokens, completion_tokens = _estimate(messages), max(1, len(text) // 4)
         yield {
-            "text": "", "is_finished": True, "finish_reason": "stop", "index": 0, "tool_use": None,
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "text": "",
+            "is_finished": True,
+            "finish_reason": "stop",
+            "index": 0,
+            "tool_use": None,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
@@ -93,7 +106,11 @@ def _classify(exc: BaseException) -> ProviderError:
     pairs: list[tuple[type[BaseException], str, str]] = [
         (litellm.AuthenticationError, "auth", "the provider rejected the credentials"),
         (litellm.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
-        (litellm.ContextWindowExceededError, "context_overflow", "the prompt is too long for the model"),
+        (
+            litellm.ContextWindowExceededError,
+            "context_overflow",
+            "the prompt is too long for the model",
+        ),
         (litellm.Timeout, "timeout", "the provider did not answer in time"),
         (litellm.NotFoundError, "bad_request", "the provider does not know this model"),
         (litellm.BadRequestError, "bad_request", "the provider refused the request"),

@@ -74,8 +74,9 @@ def resolve_model(
 ) -> ResolvedModel:
     """Pick the model for a run, or raise :class:`ModelNotConfigured` saying how to set one up."""
     if requested == DEMO_MODEL:
-        return ResolvedModel(name=DEMO_MODEL, litellm_model="kyros-scripted-demo/demo",
-                             provider="demo")
+        return ResolvedModel(
+            name=DEMO_MODEL, litellm_model="kyros-scripted-demo/demo", provider="demo"
+        )
     if not requested:
         if api_base:
             raise ModelNotConfigured(
@@ -94,14 +95,22 @@ def resolve_model(
         model = f"openai/{model}"  # an OpenAI-compatible server speaks the openai protocol
     provider = _provider_of(model)
     if provider in KEYLESS:
-        return ResolvedModel(name=requested, litellm_model=model, provider=provider,
-                             api_base=api_base)
+        return ResolvedModel(
+            name=requested, litellm_model=model, provider=provider, api_base=api_base
+        )
     key_var = PROVIDER_KEYS.get(provider)
     key = provider_keys.get(key_var) if key_var else None
     if api_base:
         # Local OpenAI-compatible servers rarely check keys, but the OpenAI SDK insists on one.
-        return ResolvedModel(name=requested, litellm_model=model, provider=provider,
-                             api_base=api_base, api_key=key or "sk-no-key-required")
+        return ResolvedModel(
+            name=requested,
+            litellm_model=model,
+            provider=provider,
+            api_base=api_base,
+            api_key=key or "sk-no-key-required",
+        )
     if key_var and not key:
-        raise ModelNotConfigured(f"model {requested!r} needs {key_var}, which is not set.\n" + HOW_TO)
+        raise ModelNotConfigured(
+            f"model {requested!r} needs {key_var}, which is not set.\n" + HOW_TO
+        )
     return ResolvedModel(name=requested, litellm_model=model, provider=provider, api_key=key)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kyros.core.bus import EventBus
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store.engine import Store
 from kyros.core.store.jobs import ClaimedJob
@@ -24,8 +25,14 @@ class JobContext:
 
     job: ClaimedJob
     store: Store
+    bus: EventBus | None = None
     finished: bool = False
     result: Any = None
+
+    def publish(self, events: list[dict[str, Any]]) -> None:
+        """Hand committed events to live subscribers."""
+        if self.bus is not None:
+            self.bus.publish(events)
 
     async def finish_in(self, conn: AsyncConnection, result: Any = None) -> None:
         """Settle this job as succeeded inside the handler's own final transaction.

@@ -158,7 +158,10 @@ class WorkerPool:
                             conn, job.id, job.run_id, status, reason
                         )
                 claimed = await jobs_repo.claim(
-                    conn, self.owner, free, self.config.lease_seconds,
+                    conn,
+                    self.owner,
+                    free,
+                    self.config.lease_seconds,
                     postgres=self.store.is_postgres,
                 )
         except BaseException:
@@ -178,12 +181,14 @@ class WorkerPool:
                 self._stopping = saved
 
     async def _execute(self, job: ClaimedJob) -> None:
-        ctx = JobContext(job=job, store=self.store)
+        ctx = JobContext(job=job, store=self.store, bus=self.bus)
         settlement: Settlement | None = None
         try:
             handler = self.registry.handlers.get(job.kind)
             if handler is None:
-                settlement = Settlement(job=job, status="failed", error=f"unknown job kind {job.kind!r}")
+                settlement = Settlement(
+                    job=job, status="failed", error=f"unknown job kind {job.kind!r}"
+                )
                 self._give_ups.append((job, "failed", settlement.error or ""))
                 return
             result = await handler(ctx)
@@ -204,10 +209,17 @@ class WorkerPool:
                 delay = jobs_repo.backoff(
                     job.attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
                 )
-                log.warning("job %s attempt %s failed, retry in %.1fs: %s", job.id, job.attempts,
-                            delay, reason)
+                log.warning(
+                    "job %s attempt %s failed, retry in %.1fs: %s",
+                    job.id,
+                    job.attempts,
+                    delay,
+                    reason,
+                )
                 settlement = Settlement(
-                    job=job, status="retry", error=reason,
+                    job=job,
+                    status="retry",
+                    error=reason,
                     retry_at=utcnow() + timedelta(seconds=delay),
                 )
             else:
@@ -247,7 +259,8 @@ class WorkerPool:
                 published: list[dict[str, Any]] = []
                 async with self.store.write() as conn:
                     reaped = await jobs_repo.reap(
-                        conn, max_stalls=self.config.max_stalls,
+                        conn,
+                        max_stalls=self.config.max_stalls,
                         retry_base=self.config.retry_base_seconds,
                         retry_max=self.config.retry_max_seconds,
                         postgres=self.store.is_postgres,
@@ -255,13 +268,20 @@ class WorkerPool:
                     for r in reaped:
                         if r.dead and self.registry.give_up is not None:
                             published += await self.registry.give_up(
-                                conn, r.job_id, r.run_id, "failed",
+                                conn,
+                                r.job_id,
+                                r.run_id,
+                                "failed",
                                 f"dead-lettered after {r.stalls} stalls",
                             )
                 self.bus.publish(published)
                 for r in reaped:
-                    log.warning("reaper: job %s stalled (%s); %s", r.job_id, r.stalls,
-                                "dead-lettered" if r.dead else "re-queued")
+                    log.warning(
+                        "reaper: job %s stalled (%s); %s",
+                        r.job_id,
+                        r.stalls,
+                        "dead-lettered" if r.dead else "re-queued",
+                    )
                 if any(not r.dead for r in reaped):
                     self.wake()
             except StoreUnavailable as exc:

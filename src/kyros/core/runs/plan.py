@@ -80,15 +80,27 @@ class PlanExecutor:
         try:
             output = await self._plan(run, ctx)
         except KyrosError as exc:
-            await self._finish(ctx, run_id, "failed", "run.failed",
-                               {"reason": exc.message, "code": exc.code}, error=exc.message)
+            await self._finish(
+                ctx,
+                run_id,
+                "failed",
+                "run.failed",
+                {"reason": exc.message, "code": exc.code},
+                error=exc.message,
+            )
             return {"status": "failed"}
-        await self._finish(ctx, run_id, "succeeded", "run.succeeded", {"output": output},
-                           output=output)
+        await self._finish(
+            ctx, run_id, "succeeded", "run.succeeded", {"output": output}, output=output
+        )
         return {"status": "succeeded"}
 
     async def _finish(
-        self, ctx: JobContext, run_id: str, status: str, event: str, data: dict[str, Any],
+        self,
+        ctx: JobContext,
+        run_id: str,
+        status: str,
+        event: str,
+        data: dict[str, Any],
         **fields: Any,
     ) -> None:
         async with ctx.store.write() as conn:
@@ -105,9 +117,14 @@ class PlanExecutor:
         await self.runs.emit(run_id, "progress", {"phase": "context", "budget_tokens": budget})
         context = await asyncio.to_thread(gather_context_for, run["workspace"], run["goal"], budget)
         await self.runs.emit(
-            run_id, "progress",
-            {"phase": "context.done", "files": len(context.files), "tokens": context.tokens,
-             "git": context.is_git},
+            run_id,
+            "progress",
+            {
+                "phase": "context.done",
+                "files": len(context.files),
+                "tokens": context.tokens,
+                "git": context.is_git,
+            },
         )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": plan_instructions()},
@@ -115,11 +132,16 @@ class PlanExecutor:
         ]
         last_error = ""
         for attempt in (1, 2):
-            await self.runs.emit(run_id, "progress",
-                                 {"phase": "model", "model": resolved.name, "try": attempt})
+            await self.runs.emit(
+                run_id, "progress", {"phase": "model", "model": resolved.name, "try": attempt}
+            )
             writer = _DeltaWriter(self.runs, run_id, attempt)
-            request = ChatRequest(model=resolved.litellm_model, messages=messages,
-                                  api_base=resolved.api_base, api_key=resolved.api_key)
+            request = ChatRequest(
+                model=resolved.litellm_model,
+                messages=messages,
+                api_base=resolved.api_base,
+                api_key=resolved.api_key,
+            )
             try:
                 completion = await backend.complete(request, writer)
             except ProviderError as exc:
@@ -135,8 +157,11 @@ class PlanExecutor:
                 await self.runs.emit(run_id, "plan.invalid", {"error": last_error, "try": attempt})
                 messages += [
                     {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": "Your answer was not a valid plan: "
-                     f"{last_error}\nAnswer again with one JSON object only, in the shape given."},
+                    {
+                        "role": "user",
+                        "content": f"Your answer was not a valid plan: {last_error}\n"
+                        "Answer again with one JSON object only, in the shape given.",
+                    },
                 ]
                 continue
             note = DEMO_BANNER if resolved.is_demo else None
@@ -152,11 +177,18 @@ class PlanExecutor:
         c = completion
         async with self.runs.store.write() as conn:
             await usage_repo.record(
-                conn, run_id=run["id"], agent=run.get("agent"), project=run["workspace"],
-                model=model, provider=None,
-                tokens_in=c.tokens_in if c else 0, tokens_out=c.tokens_out if c else 0,
-                cached_tokens=c.cached_tokens if c else 0, cost=c.cost if c else 0.0,
-                latency_ms=c.latency_ms if c else None, outcome=outcome,
+                conn,
+                run_id=run["id"],
+                agent=run.get("agent"),
+                project=run["workspace"],
+                model=model,
+                provider=None,
+                tokens_in=c.tokens_in if c else 0,
+                tokens_out=c.tokens_out if c else 0,
+                cached_tokens=c.cached_tokens if c else 0,
+                cost=c.cost if c else 0.0,
+                latency_ms=c.latency_ms if c else None,
+                outcome=outcome,
             )
             if c:
                 await runs_repo.add_usage_totals(conn, run["id"], c.tokens_in, c.tokens_out, c.cost)

@@ -67,8 +67,13 @@ class RunService:
         run_id = new_id("r")
         async with self.store.write() as conn:
             run = await runs_repo.insert_run(
-                conn, id=run_id, kind=kind, goal=goal, workspace=str(root),
-                agent=agent or "planner", model=resolved.name,
+                conn,
+                id=run_id,
+                kind=kind,
+                goal=goal,
+                workspace=str(root),
+                agent=agent or "planner",
+                model=resolved.name,
                 api_base=resolved.api_base,
             )
             job_id = await jobs_repo.enqueue(
@@ -76,7 +81,9 @@ class RunService:
             )
             await runs_repo.set_fields(conn, run_id, job_id=job_id)
             event = await events_repo.append(
-                conn, run_id, "run.queued",
+                conn,
+                run_id,
+                "run.queued",
                 {"kind": kind, "model": resolved.name, "job_id": job_id},
             )
         self.bus.publish([event])
@@ -97,7 +104,9 @@ class RunService:
         async with self.store.read() as conn:
             return await runs_repo.list_runs(conn, limit=limit, status=status, kind=kind)
 
-    async def events_after(self, run_id: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+    async def events_after(
+        self, run_id: str, after_seq: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
         async with self.store.read() as conn:
             return await events_repo.after(conn, run_id, after_seq, limit)
 
@@ -139,8 +148,13 @@ class RunService:
                 job_status = await jobs_repo.request_cancel(conn, int(run["job_id"]))
             if job_status != "running":
                 events.append(
-                    await self.transition(conn, run_id, "cancelled", "run.cancelled",
-                                          {"reason": "cancelled by request"})
+                    await self.transition(
+                        conn,
+                        run_id,
+                        "cancelled",
+                        "run.cancelled",
+                        {"reason": "cancelled by request"},
+                    )
                 )
             else:
                 events.append(await events_repo.append(conn, run_id, "run.cancel_requested", {}))
@@ -160,6 +174,12 @@ class RunService:
             return []
         final = "cancelled" if status == "cancelled" else "failed"
         return [
-            await self.transition(conn, run_id, final, f"run.{final}", {"reason": reason},
-                                  error=None if final == "cancelled" else reason)
+            await self.transition(
+                conn,
+                run_id,
+                final,
+                f"run.{final}",
+                {"reason": reason},
+                error=None if final == "cancelled" else reason,
+            )
         ]

@@ -11,8 +11,12 @@ from kyros.core.store.schema import agents, row_dict, utcnow
 
 BUILTIN: tuple[dict[str, Any], ...] = (
     {"name": "planner", "role": "plan", "approval_policy": "read-only", "tools": ["read"]},
-    {"name": "implementer", "role": "implement", "approval_policy": "ask",
-     "tools": ["read", "write", "command"]},
+    {
+        "name": "implementer",
+        "role": "implement",
+        "approval_policy": "ask",
+        "tools": ["read", "write", "command"],
+    },
     {"name": "critic", "role": "critic", "approval_policy": "read-only", "tools": ["read"]},
 )
 
@@ -25,8 +29,15 @@ async def ensure_builtin(conn: AsyncConnection) -> None:
             continue
         await conn.execute(
             insert(agents).values(
-                **spec, model=None, system_prompt=None, limits={}, status="idle",
-                current_run=None, builtin=True, created_at=now, updated_at=now,
+                **spec,
+                model=None,
+                system_prompt=None,
+                limits={},
+                status="idle",
+                current_run=None,
+                builtin=True,
+                created_at=now,
+                updated_at=now,
             )
         )
 

@@ -132,8 +132,10 @@ async def _translate_errors() -> AsyncIterator[None]:
     try:
         yield
     except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(
-            exc, OperationalError
+        if (
+            isinstance(exc, DBAPIError)
+            and not exc.connection_invalidated
+            and not isinstance(exc, OperationalError)
         ):
             raise
         raise StoreUnavailable(f"the database is unavailable: {_first_line(exc)}") from exc

@@ -66,9 +66,19 @@ async def enqueue(
             await conn.execute(
                 insert(jobs)
                 .values(
-                    kind=kind, payload=payload, run_id=run_id, status="queued", priority=priority,
-                    attempts=0, stalls=0, max_attempts=max_attempts, run_at=run_at or now,
-                    fencing_token=0, cancel_requested=False, created_at=now, updated_at=now,
+                    kind=kind,
+                    payload=payload,
+                    run_id=run_id,
+                    status="queued",
+                    priority=priority,
+                    attempts=0,
+                    stalls=0,
+                    max_attempts=max_attempts,
+                    run_at=run_at or now,
+                    fencing_token=0,
+                    cancel_requested=False,
+                    created_at=now,
+                    updated_at=now,
                 )
                 .returning(jobs.c.id)
             )
@@ -84,9 +94,18 @@ async def enqueue_many(
         insert(jobs),
         [
             {
-                "kind": kind, "payload": p, "run_id": None, "status": "queued", "priority": 0,
-                "attempts": 0, "stalls": 0, "max_attempts": max_attempts, "run_at": now,
-                "fencing_token": 0, "cancel_requested": False, "created_at": now,
+                "kind": kind,
+                "payload": p,
+                "run_id": None,
+                "status": "queued",
+                "priority": 0,
+                "attempts": 0,
+                "stalls": 0,
+                "max_attempts": max_attempts,
+                "run_at": now,
+                "fencing_token": 0,
+                "cancel_requested": False,
+                "created_at": now,
                 "updated_at": now,
             }
             for p in payloads
@@ -127,9 +146,14 @@ async def settle(conn: AsyncConnection, settlements: Sequence[Settlement]) -> No
             status, finished, run_at = s.status, now, None
         params.append(
             {
-                "b_id": s.job.id, "b_token": s.job.fencing_token, "b_status": status,
-                "b_result": s.result, "b_error": s.error, "b_finished": finished,
-                "b_run_at": run_at, "b_now": now,
+                "b_id": s.job.id,
+                "b_token": s.job.fencing_token,
+                "b_status": status,
+                "b_result": s.result,
+                "b_error": s.error,
+                "b_finished": finished,
+                "b_run_at": run_at,
+                "b_now": now,
             }
         )
     if any(p["b_run_at"] is None for p in params):
@@ -167,8 +191,14 @@ async def claim(
             updated_at=now,
         )
         .returning(
-            jobs.c.id, jobs.c.kind, jobs.c.run_id, jobs.c.payload, jobs.c.attempts,
-            jobs.c.max_attempts, jobs.c.stalls, jobs.c.fencing_token,
+            jobs.c.id,
+            jobs.c.kind,
+            jobs.c.run_id,
+            jobs.c.payload,
+            jobs.c.attempts,
+            jobs.c.max_attempts,
+            jobs.c.stalls,
+            jobs.c.fencing_token,
         )
     )
     claimed = [ClaimedJob(**row_dict(r)) for r in rows]
@@ -206,7 +236,8 @@ async def reap(
     postgres: bool,
     limit: int = 500,
 ) -> list[Reaped]:
-    """Re-queue jobs whose lease expired (their worker died or hung); dead-letter repeat stallers."""
+    """Re-queue jobs whose lease expired (their worker died or hung); dead-letter those that
+    stalled ``max_stalls`` times."""
     now = utcnow()
     query = (
         select(jobs.c.id, jobs.c.run_id, jobs.c.stalls, jobs.c.fencing_token)
@@ -220,22 +251,32 @@ async def reap(
         stalls = int(row.stalls) + 1
         dead = stalls >= max_stalls
         values: dict[str, Any] = {
-            "stalls": stalls, "lease_owner": None, "lease_expires_at": None, "updated_at": now,
+            "stalls": stalls,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": now,
         }
         if dead:
             values.update(
-                status="dead", finished_at=now,
+                status="dead",
+                finished_at=now,
                 error=f"dead-lettered: its worker stopped renewing the lease {stalls} times "
                 "(crashed, killed or hung)",
             )
         else:
             values.update(
-                status="queued", run_at=now + timedelta(seconds=backoff(stalls, retry_base, retry_max))
+                status="queued",
+                run_at=now + timedelta(seconds=backoff(stalls, retry_base, retry_max)),
             )
         result = await conn.execute(
             update(jobs)
-            .where(and_(jobs.c.id == row.id, jobs.c.fencing_token == row.fencing_token,
-                        jobs.c.status == "running"))
+            .where(
+                and_(
+                    jobs.c.id == row.id,
+                    jobs.c.fencing_token == row.fencing_token,
+                    jobs.c.status == "running",
+                )
+            )
             .values(**values)
         )
         if result.rowcount:
@@ -266,9 +307,7 @@ async def fenced(conn: AsyncConnection, job_id: int, fencing_token: int) -> bool
     """True while the attempt holding ``fencing_token`` still owns the job (row locked on PG)."""
     row = (
         await conn.execute(
-            select(jobs.c.fencing_token, jobs.c.status)
-            .where(jobs.c.id == job_id)
-            .with_for_update()
+            select(jobs.c.fencing_token, jobs.c.status).where(jobs.c.id == job_id).with_for_update()
         )
     ).first()
     return bool(row and row.fencing_token == fencing_token and row.status == "running")

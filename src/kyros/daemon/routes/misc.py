@@ -8,7 +8,15 @@ from fastapi import APIRouter, Depends, Query
 
 from kyros.core.app import Core
 from kyros.daemon.routes.deps import core
-from kyros.protocol import AgentStatus, AgentStatusList, ConfigEntry, ConfigView, Job, JobList, JobStatus
+from kyros.protocol import (
+    AgentStatus,
+    AgentStatusList,
+    ConfigEntry,
+    ConfigView,
+    Job,
+    JobList,
+    JobStatus,
+)
 
 router = APIRouter(prefix="/v1", tags=["daemon"])
 

@@ -22,7 +22,11 @@ RunId = Annotated[str, Query(max_length=64)]
 async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
     """Queue a run of ``kind``; it starts as soon as a worker is free."""
     run = await c.runs.create(
-        kind.value, body.goal, body.workspace, model=body.model, api_base=body.api_base,
+        kind.value,
+        body.goal,
+        body.workspace,
+        model=body.model,
+        api_base=body.api_base,
         agent=body.agent,
     )
     return Run.model_validate(run)

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection kyros passes in (see ``kyros.core.store.migrate``)."""
+"""Alembic environment: runs on the connection kyros passes in (``kyros.core.store.migrate``)."""
 
 from __future__ import annotations
 

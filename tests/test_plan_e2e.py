@@ -1,0 +1,298 @@
+"""`kyros run plan` end to end: CLI → client → real daemon process → queue → model → store.
+
+The model is either the scripted `demo` or the fake OpenAI-compatible server on 127.0.0.1
+(real HTTP and SSE); nothing inside kyros is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Daemon, kyros_env, run_cli
+from tests.support.fake_openai import FakeOpenAI, Reply
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "greeter"
+
+VALID_PLAN = {
+    "summary": "Add a --verbose flag to the greeter CLI.",
+    "steps": [
+        {
+            "title": "Add the flag",
+            "detail": "argparse option in __main__.py",
+            "files": ["greeter/__main__.py"],
+            "tests": [],
+        },
+        {
+            "title": "Test it",
+            "detail": "cover the flag",
+            "files": ["tests/test_greet.py"],
+            "tests": ["tests/test_greet.py::test_verbose"],
+        },
+    ],
+    "risks": ["none worth noting"],
+}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    dest = tmp_path / "greeter"
+    shutil.copytree(EXAMPLE, dest)
+    return dest
+
+
+def _plan_args(workspace: Path, srv: FakeOpenAI, *extra: str) -> list[str]:
+    return [
+        "run",
+        "plan",
+        "add a --verbose flag",
+        "--workspace",
+        str(workspace),
+        "--model",
+        "openai/fake-planner",
+        "--api-base",
+        srv.url,
+        *extra,
+    ]
+
+
+def test_demo_plan_starts_a_daemon_on_demand(xdg: dict[str, str], workspace: Path) -> None:
+    env = kyros_env(xdg)
+    try:
+        out = run_cli(
+            env,
+            "run",
+            "plan",
+            "add a --verbose flag",
+            "-w",
+            str(workspace),
+            "--model",
+            "demo",
+            timeout=90,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "scripted demo" in out.stdout  # every demo output says what it is
+        assert "## Steps" in out.stdout
+        # The daemon outlives the CLI that started it.
+        status = run_cli(env, "daemon", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["ready"]["ready"] is True
+    finally:
+        run_cli(env, "daemon", "stop")
+
+
+def test_plan_against_openai_compatible_server(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        Reply(text=json.dumps(VALID_PLAN), prompt_tokens=900, completion_tokens=120)
+    )
+    out = shared_daemon.cli(*_plan_args(workspace, fake_openai, "--json"))
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)  # exactly one JSON document on stdout
+    assert run["status"] == "succeeded"
+    assert run["output"]["plan"]["steps"][0]["title"] == "Add the flag"
+    assert (run["tokens_in"], run["tokens_out"]) == (900, 120)
+    request = fake_openai.requests[-1]
+    assert request.body["model"] == "fake-planner" and request.body["stream"] is True
+    prompt = "\n".join(m["content"] for m in request.body["messages"])
+    assert "add a --verbose flag" in prompt and "greeter/__main__.py" in prompt  # context sent
+
+
+def test_invalid_plan_is_re_asked_once_with_the_error(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(
+        Reply(text='{"summary": "missing steps"}'),
+        Reply(text="Here you go:\n```json\n" + json.dumps(VALID_PLAN) + "\n```"),
+    )
+    out = shared_daemon.cli(*_plan_args(workspace, fake_openai, "--json"))
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    events = shared_daemon.client().events(run["id"], follow=False)
+    types = [e["type"] for e in events]
+    assert types.count("plan.invalid") == 1
+    second = fake_openai.requests[-1].body["messages"]
+    assert "steps" in second[-1]["content"] and second[-2]["role"] == "assistant"
+
+
+def test_plan_invalid_twice_fails_with_exit_1(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(text="no json here"), Reply(text="still none"))
+    out = shared_daemon.cli(*_plan_args(workspace, fake_openai))
+    assert out.returncode == 1
+    assert "invalid twice" in out.stderr
+
+
+def test_provider_error_fails_the_run_with_a_clear_message(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply.error(401, "Incorrect API key provided"))
+    out = shared_daemon.cli(*_plan_args(workspace, fake_openai, "--json"))
+    assert out.returncode == 1
+    run = json.loads(out.stdout)
+    assert run["status"] == "failed" and "credentials" in run["error"]
+    assert "Traceback" not in out.stderr
+
+
+def test_goal_from_stdin_and_through_jq(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.default = Reply(text=json.dumps(VALID_PLAN))
+    out = shared_daemon.cli(
+        "run",
+        "plan",
+        "-",
+        "-w",
+        str(workspace),
+        "--model",
+        "openai/fake",
+        "--api-base",
+        fake_openai.url,
+        "--json",
+        input="split the parser\n",
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["goal"] == "split the parser"
+    if shutil.which("jq"):
+        pipeline = subprocess.run(
+            f"{sys.executable} -m kyros run plan 'add a flag' -w "
+            + str(workspace)
+            + f" --model openai/fake --api-base {fake_openai.url} --json | jq -r .status",
+            shell=True,
+            env=shared_daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert pipeline.stdout.strip() == "succeeded", pipeline.stderr
+
+
+def test_detached_run_outlives_the_cli_and_replays_its_events(
+    shared_daemon: Daemon, workspace: Path
+) -> None:
+    started = time.monotonic()
+    out = shared_daemon.cli(
+        "run", "plan", "add a flag", "-w", str(workspace), "-m", "demo", "--detach"
+    )
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - started < 10  # returns at once (process start-up dominates)
+    run_id = out.stdout.strip()
+    assert run_id.startswith("r_")
+    later = shared_daemon.cli("runs", "events", run_id, "--jsonl")
+    assert later.returncode == 0, later.stderr
+    events = [json.loads(line) for line in later.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # whole log, no gap
+    assert events[0]["type"] == "run.queued" and events[-1]["type"] == "run.succeeded"
+    shown = shared_daemon.cli("runs", "show", run_id, "--json")
+    assert json.loads(shown.stdout)["status"] == "succeeded"
+    listed = shared_daemon.cli("runs", "list", "--json")
+    assert run_id in [r["id"] for r in json.loads(listed.stdout)]
+
+
+def test_no_model_configured_fails_at_once(shared_daemon: Daemon, workspace: Path) -> None:
+    before = len(shared_daemon.client().runs(limit=1000))
+    out = shared_daemon.cli("run", "plan", "add a flag", "-w", str(workspace))
+    assert out.returncode == 2
+    assert "no AI model is configured" in out.stderr and "--model demo" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(shared_daemon.client().runs(limit=1000)) == before  # nothing was queued
+
+
+def test_unknown_run_id_and_bad_arguments(shared_daemon: Daemon) -> None:
+    for args in (
+        ["runs", "show", "r_nope"],
+        ["runs", "events", "r_nope"],
+        ["runs", "cancel", "r_nope"],
+    ):
+        out = shared_daemon.cli(*args)
+        assert out.returncode == 2, (args, out.stderr)
+        assert "no run with id" in out.stderr
+    out = shared_daemon.cli("run", "plan")
+    assert out.returncode == 2 and "Missing argument" in out.stderr
+    out = shared_daemon.cli("run", "plan", "x", "--no-such-flag")
+    assert out.returncode == 2
+
+
+def _http(daemon: Daemon) -> Any:
+    import httpx
+
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=str(daemon.socket)), base_url="http://kyros"
+    )
+
+
+def test_bad_request_bodies_get_4xx_in_one_shape(shared_daemon: Daemon, workspace: Path) -> None:
+    ws = str(workspace)
+    cases = [
+        (b"{not json", 422),
+        (json.dumps({"goal": "x" * (1024 * 1024), "workspace": ws}).encode(), 413),
+        (json.dumps({"goal": "x" * 70_000, "workspace": ws}).encode(), 422),
+        (json.dumps({"goal": "a\u0000b", "workspace": ws}).encode(), 422),
+        (b'{"goal": "\\ud800", "workspace": "' + ws.encode() + b'"}', 422),
+        (json.dumps({"goal": "x", "workspace": ws, "model": "demo", "bogus": 1}).encode(), 422),
+        (json.dumps({"goal": "x", "workspace": "relative/dir", "model": "demo"}).encode(), 422),
+        (json.dumps({"goal": "x", "workspace": ws, "model": 2**63}).encode(), 422),
+    ]
+    with _http(shared_daemon) as http:
+        before = len(http.get("/v1/runs?limit=1000").json()["runs"])
+        for body, status in cases:
+            r = http.post(
+                "/v1/runs/plan", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == status, (body[:60], r.status_code, r.text[:200])
+            error = r.json()["error"]
+            assert set(error) == {"code", "message", "detail"} and error["message"]
+            assert len(r.content) < 10_000  # inputs are not echoed back
+        assert http.get("/v1/runs/r_missing").status_code == 404
+        assert http.get("/v1/nowhere").json()["error"]["code"] == "not_found"
+        assert http.get("/v1/runs?limit=99999999999999999999").status_code == 422
+        assert (
+            http.post("/v1/runs/bogus-kind", json={"goal": "x", "workspace": ws}).status_code == 422
+        )
+        after = len(http.get("/v1/runs?limit=1000").json()["runs"])
+        assert after == before  # no bad request created a run
+
+
+def test_dead_daemon_and_unreachable_database(xdg: dict[str, str], workspace: Path) -> None:
+    env = kyros_env(xdg)
+    out = run_cli(env, "--daemon", "unix:///tmp/kyros-nowhere.sock", "runs", "list")
+    assert out.returncode == 3 and "cannot reach the kyros daemon" in out.stderr
+    out = run_cli(env, "--daemon", "http://127.0.0.1:9", "runs", "list")
+    assert out.returncode == 3
+    bad_db = kyros_env(xdg, KYROS_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    out = run_cli(bad_db, "run", "plan", "x", "-w", str(workspace), "-m", "demo", timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert "failed to start" in out.stderr and "database" in out.stderr.lower()
+    assert "Traceback" not in out.stderr.split("ends with:")[0]
+
+
+def test_cancel_a_queued_run(
+    shared_daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(Reply(text=json.dumps(VALID_PLAN), delay_first_chunk=30))
+    out = shared_daemon.cli(*_plan_args(workspace, fake_openai, "--detach"))
+    run_id = out.stdout.strip()
+    fake_openai.wait_for_requests(1, timeout=20)  # the model call is in flight
+    cancelled = shared_daemon.cli("runs", "cancel", run_id, "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        run = shared_daemon.client().run(run_id)
+        if run["status"] == "cancelled":
+            break
+        time.sleep(0.1)
+    assert run["status"] == "cancelled"
+    again = shared_daemon.cli("runs", "cancel", run_id)
+    assert again.returncode == 2 and "already cancelled" in again.stderr
