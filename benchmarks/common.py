@@ -220,10 +220,11 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def plan_run(client: Any, workspace: Path, goal: str = "x", model: str = "demo") -> list[dict[str, Any]]:
+def plan_run(client: Any, workspace: Path, goal: str = "x", model: str = "demo",
+             api_base: str | None = None) -> list[dict[str, Any]]:
     """Create a plan run, wait for its end, and return its stored events."""
     r = client.post("/v1/runs/plan", json={"goal": goal, "workspace": str(workspace),
-                                           "model": model})
+                                           "model": model, "api_base": api_base})
     r.raise_for_status()
     run_id = r.json()["id"]
     with client.stream("GET", f"/v1/runs/{run_id}/events") as stream:  # follows to the end

@@ -13,7 +13,8 @@ def _loaded_after(code: str) -> list[str]:
     probe = f"""
 import sys, json
 {code}
-print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {(*HEAVY, "httpx", "pydantic")!r})))
+tops = {(*HEAVY, "httpx", "pydantic")!r}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in tops)))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return sorted({m.split(".")[0] for m in json.loads(out.stdout.strip().splitlines()[-1])})

@@ -296,3 +296,57 @@ def test_cancel_a_queued_run(
     assert run["status"] == "cancelled"
     again = shared_daemon.cli("runs", "cancel", run_id)
     assert again.returncode == 2 and "already cancelled" in again.stderr
+
+
+def test_secrets_reach_neither_config_nor_logs_nor_store(
+    xdg: dict[str, str], workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    from tests.conftest import FAST_QUEUE, start_daemon
+
+    key, token = "sk-sentinel-4f9a2c-provider", "kyt_sentinel_7d1e_token"
+    db = f"{xdg['XDG_DATA_HOME']}/s11.db"
+    env = kyros_env(
+        xdg,
+        OPENAI_API_KEY=key,
+        KYROS_TOKEN=token,
+        KYROS_LOG_LEVEL="DEBUG",
+        KYROS_DATABASE_URL=f"sqlite+aiosqlite:///{db}",
+        **FAST_QUEUE,
+    )
+    d = start_daemon(env)
+    try:
+        with _http(d) as http:
+            assert key not in http.get("/v1/config").text
+            assert token not in http.get("/v1/config").text
+        fake_openai.enqueue(Reply.error(500, f"upstream exploded, key was {key}"))
+        out = d.cli(
+            "run",
+            "plan",
+            "x",
+            "-w",
+            str(workspace),
+            "--model",
+            "openai/gpt-4.1-mini",
+            "--api-base",
+            fake_openai.url,
+            "--json",
+        )
+        assert out.returncode == 1
+        # The provider did get the key (per call), and nothing else kept it.
+        assert fake_openai.requests[-1].headers["authorization"] == f"Bearer {key}"
+        events = d.cli("runs", "events", json.loads(out.stdout)["id"], "--jsonl").stdout
+    finally:
+        d.stop()
+    import base64
+    from urllib.parse import quote
+
+    dump = (
+        Path(db).read_bytes() + Path(db + "-wal").read_bytes()
+        if Path(db + "-wal").exists()
+        else Path(db).read_bytes()
+    )
+    for secret in (key, token):
+        for form in (secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()):
+            assert form not in d.log.read_text()
+            assert form not in events
+            assert form.encode() not in dump

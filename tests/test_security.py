@@ -198,6 +198,80 @@ def test_openapi_lists_the_run_routes(tcp_daemon: TcpDaemon) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# S3 "before any handler runs" and S5 "no side effect", on each store backend. First in the
+# module: the PostgreSQL daemon then has time to finish warming up before it is stopped.
+
+
+def _count_runs(c: httpx.Client, auth: dict[str, str]) -> int:
+    r = c.get("/v1/runs", headers=auth)
+    assert r.status_code == 200, r.text
+    return len(r.json()["runs"])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_daemon(request: pytest.FixtureRequest) -> Iterator[TcpDaemon]:
+    """A TCP daemon per store backend; SQLite reuses the module's daemon."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("tcp_daemon")
+        return
+    with xdg_dirs() as xdg, database(request.param, xdg) as url:
+        td = start_tcp(kyros_env(xdg, KYROS_DATABASE_URL=url))
+        try:
+            yield td
+        finally:
+            td.daemon.stop()
+
+
+def test_refused_requests_have_no_side_effect(store_daemon: TcpDaemon, tmp_path: Path) -> None:
+    td, auth = store_daemon, store_daemon.auth()
+    body = {**RUN_BODY_FIELDS, "workspace": str(tmp_path)}
+    raw = json.dumps(body).encode()
+    evil = {"Origin": "https://evil.example"}
+    post_routes = [path for method, path in td.routes if method == "POST"]
+    assert "/v1/runs/plan" in post_routes
+    with td.tcp() as c, td.uds() as u:
+        assert _count_runs(c, auth) == 0
+        # S3: a valid token and a valid body, but a foreign Origin.
+        for client, headers in ((c, {**auth, **evil}), (u, evil)):
+            r = client.post("/v1/runs/plan", json=body, headers=headers)
+            assert refused(r, 403, "forbidden_origin"), r.text
+        # S5: the "simple" request a browser sends cross-origin without a preflight, to every
+        # POST route.
+        for path in post_routes:
+            for client, headers in ((c, {**auth, **evil}), (c, evil), (u, evil)):
+                plain = {**headers, "Content-Type": "text/plain"}
+                r = client.post(path, content=raw, headers=plain)
+                assert refused(r, 403, "forbidden_origin"), f"{path}: {r.text}"
+        # Without an Origin, a text/plain body is still not accepted as JSON.
+        for client, headers in ((c, auth), (u, {})):
+            r = client.post(
+                "/v1/runs/plan", content=raw, headers={**headers, "Content-Type": "text/plain"}
+            )
+            assert r.status_code == 422 and error_code(r) == "invalid_input", r.text
+        assert _count_runs(c, auth) == 0
+
+        # The same body from a real client creates a run: the refusals were not about the body.
+        created = c.post("/v1/runs/plan", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        try:
+            # A cross-origin cancel of that real run changes nothing.
+            for client, headers in ((c, {**auth, **evil}), (u, evil)):
+                for content_type in ("text/plain", "application/json"):
+                    r = client.post(
+                        f"/v1/runs/{run_id}/cancel",
+                        content=b"{}",
+                        headers={**headers, "Content-Type": content_type},
+                    )
+                    assert refused(r, 403, "forbidden_origin"), r.text
+            run = c.get(f"/v1/runs/{run_id}", headers=auth).json()
+            assert run["status"] != "cancelled"
+            assert _count_runs(c, auth) == 1
+        finally:
+            c.post(f"/v1/runs/{run_id}/cancel", headers=auth)  # the daemon stops sooner
+
+
+# --------------------------------------------------------------------------------------------
 # S1: the Unix socket and its directory
 
 
@@ -589,79 +663,6 @@ def test_websocket_with_foreign_origin_is_refused_over_the_unix_socket(
         )
     )
     assert status == 403
-
-
-# --------------------------------------------------------------------------------------------
-# S3 "before any handler runs" and S5 "no side effect", on each store backend
-
-
-def _count_runs(c: httpx.Client, auth: dict[str, str]) -> int:
-    r = c.get("/v1/runs", headers=auth)
-    assert r.status_code == 200, r.text
-    return len(r.json()["runs"])
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def store_daemon(request: pytest.FixtureRequest) -> Iterator[TcpDaemon]:
-    """A TCP daemon per store backend; SQLite reuses the module's daemon."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("tcp_daemon")
-        return
-    with xdg_dirs() as xdg, database(request.param, xdg) as url:
-        td = start_tcp(kyros_env(xdg, KYROS_DATABASE_URL=url))
-        try:
-            yield td
-        finally:
-            td.daemon.stop()
-
-
-def test_refused_requests_have_no_side_effect(store_daemon: TcpDaemon, tmp_path: Path) -> None:
-    td, auth = store_daemon, store_daemon.auth()
-    body = {**RUN_BODY_FIELDS, "workspace": str(tmp_path)}
-    raw = json.dumps(body).encode()
-    evil = {"Origin": "https://evil.example"}
-    post_routes = [path for method, path in td.routes if method == "POST"]
-    assert "/v1/runs/plan" in post_routes
-    with td.tcp() as c, td.uds() as u:
-        assert _count_runs(c, auth) == 0
-        # S3: a valid token and a valid body, but a foreign Origin.
-        for client, headers in ((c, {**auth, **evil}), (u, evil)):
-            r = client.post("/v1/runs/plan", json=body, headers=headers)
-            assert refused(r, 403, "forbidden_origin"), r.text
-        # S5: the "simple" request a browser sends cross-origin without a preflight, to every
-        # POST route.
-        for path in post_routes:
-            for client, headers in ((c, {**auth, **evil}), (c, evil), (u, evil)):
-                plain = {**headers, "Content-Type": "text/plain"}
-                r = client.post(path, content=raw, headers=plain)
-                assert refused(r, 403, "forbidden_origin"), f"{path}: {r.text}"
-        # Without an Origin, a text/plain body is still not accepted as JSON.
-        for client, headers in ((c, auth), (u, {})):
-            r = client.post(
-                "/v1/runs/plan", content=raw, headers={**headers, "Content-Type": "text/plain"}
-            )
-            assert r.status_code == 422 and error_code(r) == "invalid_input", r.text
-        assert _count_runs(c, auth) == 0
-
-        # The same body from a real client creates a run: the refusals were not about the body.
-        created = c.post("/v1/runs/plan", json=body, headers=auth)
-        assert created.status_code == 201, created.text
-        run_id = created.json()["id"]
-        try:
-            # A cross-origin cancel of that real run changes nothing.
-            for client, headers in ((c, {**auth, **evil}), (u, evil)):
-                for content_type in ("text/plain", "application/json"):
-                    r = client.post(
-                        f"/v1/runs/{run_id}/cancel",
-                        content=b"{}",
-                        headers={**headers, "Content-Type": content_type},
-                    )
-                    assert refused(r, 403, "forbidden_origin"), r.text
-            run = c.get(f"/v1/runs/{run_id}", headers=auth).json()
-            assert run["status"] != "cancelled"
-            assert _count_runs(c, auth) == 1
-        finally:
-            c.post(f"/v1/runs/{run_id}/cancel", headers=auth)  # the daemon stops sooner
 
 
 # --------------------------------------------------------------------------------------------

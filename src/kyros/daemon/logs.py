@@ -6,30 +6,22 @@ messages, arguments, exception text and tracebacks.
 
 from __future__ import annotations
 
-import base64
 import logging
 import sys
 from collections.abc import Iterable
-from urllib.parse import quote
+
+from kyros.redaction import Redactor
 
 
 class RedactingFormatter(logging.Formatter):
-    """Replaces each known secret (plain, URL-encoded, base64) with ``***``."""
+    """Formats records, then hides every known secret and key-shaped string."""
 
     def __init__(self, secrets: Iterable[str], fmt: str) -> None:
         super().__init__(fmt)
-        forms: set[str] = set()
-        for secret in secrets:
-            if len(secret) < 8:
-                continue  # too short to redact without mangling ordinary text
-            forms |= {secret, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()}
-        self._forms = sorted(forms, key=len, reverse=True)
+        self._redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        for form in self._forms:
-            text = text.replace(form, "***")
-        return text
+        return self._redact(super().format(record))
 
 
 def configure(level: str, secrets: Iterable[str]) -> None:

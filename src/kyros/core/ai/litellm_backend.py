@@ -101,8 +101,9 @@ def register_scripted(name: str, provider: ScriptedProvider) -> str:
     return f"{entry['provider']}/{name}"
 
 
-def _classify(exc: BaseException) -> ProviderError:
-    text = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+def _classify(exc: BaseException, redact: Redactor) -> ProviderError:
+    # Providers echo request details (sometimes the key) in errors; this text reaches events.
+    text = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
     pairs: list[tuple[type[BaseException], str, str]] = [
         (litellm.AuthenticationError, "auth", "the provider rejected the credentials"),
         (litellm.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
@@ -177,7 +178,7 @@ class LiteLLMBackend:
         except ProviderError:
             raise
         except Exception as exc:
-            raise _classify(exc) from None
+            raise _classify(exc, Redactor([request.api_key])) from None
         text = "".join(parts)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) or _estimate(request.messages)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or max(1, len(text) // 4)

@@ -1,0 +1,89 @@
+"""Settings precedence, sources, redaction, XDG paths, and repository config that stays inert."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kyros import paths, settings
+from kyros.errors import UsageError
+from tests.conftest import kyros_env, run_cli
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_precedence_flag_env_user_default(xdg: dict[str, str]) -> None:
+    p = paths.resolve(xdg)
+    _write(p.config_file, 'workers = 7\nmodel = "from-file"\nlog_level = "DEBUG"\n')
+    env = {**xdg, "KYROS_MODEL": "from-env"}
+    loaded = settings.load({"workers": 9}, env=env)
+    s = loaded.settings
+    assert (s.workers, s.model, s.log_level, s.lease_seconds) == (9, "from-env", "DEBUG", 30.0)
+    assert loaded.sources["workers"] == "flag"
+    assert loaded.sources["model"] == "env KYROS_MODEL"
+    assert loaded.sources["log_level"].startswith("user config")
+    assert "lease_seconds" not in loaded.sources
+
+
+def test_every_path_follows_xdg(xdg: dict[str, str]) -> None:
+    p = paths.resolve(xdg)
+    assert str(p.socket).startswith(xdg["XDG_RUNTIME_DIR"])
+    assert str(p.database).startswith(xdg["XDG_DATA_HOME"])
+    assert str(p.config_file).startswith(xdg["XDG_CONFIG_HOME"])
+    assert str(p.log_file).startswith(xdg["XDG_STATE_HOME"])
+    assert str(p.cache_dir).startswith(xdg["XDG_CACHE_HOME"])
+    assert settings.load(env=xdg).database_url.endswith(f"{xdg['XDG_DATA_HOME']}/kyros/kyros.db")
+
+
+def test_untrusted_project_config_is_inert_and_urls_never_come_from_it(
+    xdg: dict[str, str], tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    _write(repo / ".kyros.toml", 'workers = 2\napi_base = "http://evil.example/v1"\n')
+    loaded = settings.load(env=xdg, workspace=repo)
+    assert loaded.settings.workers == 4 and loaded.settings.api_base is None
+    _write(paths.resolve(xdg).config_file, f'trusted_projects = ["{repo}"]\n')
+    trusted = settings.load(env=xdg, workspace=repo)
+    assert trusted.settings.workers == 2  # trusted: applied …
+    assert trusted.settings.api_base is None  # … but a repo never sets where requests go
+
+
+def test_bad_values_name_their_source(xdg: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match="workers.*KYROS_WORKERS"):
+        settings.load(env={**xdg, "KYROS_WORKERS": "many"})
+    _write(paths.resolve(xdg).config_file, "workers = [\n")
+    with pytest.raises(UsageError, match="cannot read"):
+        settings.load(env=xdg)
+
+
+def test_secrets_are_redacted(xdg: dict[str, str]) -> None:
+    env = {
+        **xdg,
+        "KYROS_TOKEN": "kyt_sentinel_secret_value",
+        "KYROS_DATABASE_URL": "postgresql+asyncpg://u:hunter2pass@db/k",
+    }
+    entries = {e["key"]: e for e in settings.load(env=env).entries()}
+    assert entries["token"]["value"] == "***"
+    assert entries["database_url"]["value"] == "postgresql+asyncpg://u:***@db/k"
+    assert "sentinel" not in repr(settings.load(env=env).entries())
+
+
+def test_config_show_never_prints_secrets(xdg: dict[str, str]) -> None:
+    env = kyros_env(
+        xdg,
+        KYROS_TOKEN="kyt_sentinel_secret_value",
+        OPENAI_API_KEY="sk-sentinel-provider-key",
+        KYROS_DATABASE_URL="postgresql+asyncpg://u:hunter2pass@db/k",
+    )
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        out = run_cli(env, *args)
+        assert out.returncode == 0, out.stderr
+        for secret in ("sentinel", "hunter2pass"):
+            assert secret not in out.stdout + out.stderr
+    doc = json.loads(run_cli(env, "config", "show", "--json").stdout)
+    assert {e["key"]: e["source"] for e in doc["entries"]}["token"] == "env KYROS_TOKEN"

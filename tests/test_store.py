@@ -1,0 +1,107 @@
+"""The store on SQLite and PostgreSQL: migrations match the schema, UTC datetimes, no lost
+updates, ordered per-run event sequences."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from kyros.core.ids import new_id
+from kyros.core.store import events as events_repo
+from kyros.core.store import migrate
+from kyros.core.store import runs as runs_repo
+from kyros.core.store.engine import Store
+from kyros.core.store.schema import metadata
+from kyros.errors import StoreUnavailable
+
+
+@pytest.fixture
+async def store(db_url: str) -> Any:
+    await migrate.upgrade(db_url)
+    s = Store(db_url)
+    yield s
+    await s.close()
+
+
+async def _run(store: Store) -> str:
+    run_id = new_id("r")
+    async with store.write() as conn:
+        await runs_repo.insert_run(conn, id=run_id, kind="plan", goal="g", workspace="/tmp")
+    return run_id
+
+
+async def test_migrations_create_exactly_the_schema(db_url: str) -> None:
+    status = await migrate.upgrade(db_url)
+    assert status.up_to_date and status.current == migrate.head_revision()
+    store = Store(db_url)
+    try:
+        async with store.read() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await store.close()
+    assert diff == []
+    again = await migrate.upgrade(db_url)  # idempotent
+    assert again.current == status.current
+
+
+async def test_datetimes_come_back_utc_aware(store: Store) -> None:
+    run_id = await _run(store)
+    async with store.read() as conn:
+        run = await runs_repo.get(conn, run_id)
+    assert run is not None and run["created_at"].tzinfo is not None
+    assert run["created_at"].utcoffset().total_seconds() == 0
+    assert abs((datetime.now(UTC) - run["created_at"]).total_seconds()) < 60
+
+
+async def test_concurrent_increments_are_not_lost(store: Store) -> None:
+    run_id = await _run(store)
+
+    async def add() -> None:
+        async with store.write() as conn:
+            await runs_repo.add_usage_totals(conn, run_id, 10, 1, 0.5)
+
+    await asyncio.gather(*(add() for _ in range(20)))
+    async with store.read() as conn:
+        run = await runs_repo.get(conn, run_id)
+    assert run is not None and (run["tokens_in"], run["tokens_out"], run["cost"]) == (200, 20, 10.0)
+
+
+async def test_concurrent_event_appends_get_gapless_unique_seqs(store: Store) -> None:
+    run_id = await _run(store)
+
+    async def append(i: int) -> int:
+        async with store.write() as conn:
+            return int((await events_repo.append(conn, run_id, "t", {"i": i}))["seq"])
+
+    seqs = await asyncio.gather(*(append(i) for i in range(50)))
+    assert sorted(seqs) == list(range(1, 51))
+    async with store.read() as conn:
+        stored = await events_repo.after(conn, run_id, 0)
+    assert [e["seq"] for e in stored] == list(range(1, 51))
+
+
+async def test_a_failed_transaction_leaves_no_event(store: Store) -> None:
+    run_id = await _run(store)
+    with pytest.raises(RuntimeError):
+        async with store.write() as conn:
+            await events_repo.append(conn, run_id, "t", {})
+            raise RuntimeError("boom")
+    async with store.write() as conn:
+        event = await events_repo.append(conn, run_id, "t", {})
+    assert event["seq"] == 1
+
+
+async def test_unreachable_database_is_a_clear_error() -> None:
+    store = Store("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StoreUnavailable, match="database"):
+            await store.ping()
+    finally:
+        await store.close()
