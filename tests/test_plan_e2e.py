@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -332,6 +333,8 @@ def test_secrets_reach_neither_config_nor_logs_nor_store(
             "--json",
         )
         assert out.returncode == 1
+        error = json.loads(out.stdout)["error"]
+        assert "upstream exploded" in error and "***" in error  # the provider's words, scrubbed
         # The provider did get the key (per call), and nothing else kept it.
         assert fake_openai.requests[-1].headers["authorization"] == f"Bearer {key}"
         events = d.cli("runs", "events", json.loads(out.stdout)["id"], "--jsonl").stdout
@@ -350,3 +353,54 @@ def test_secrets_reach_neither_config_nor_logs_nor_store(
             assert form not in d.log.read_text()
             assert form not in events
             assert form.encode() not in dump
+
+
+def test_daemon_killed_mid_run_loses_no_run(
+    xdg: dict[str, str], workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    from tests.conftest import FAST_QUEUE, start_daemon
+
+    env = kyros_env(
+        xdg,
+        KYROS_DATABASE_URL=f"sqlite+aiosqlite:///{xdg['XDG_DATA_HOME']}/k.db",
+        KYROS_RECONNECT_SECONDS="2",
+        **FAST_QUEUE,
+    )
+    fake_openai.enqueue(Reply(text=json.dumps(VALID_PLAN), delay_first_chunk=30))
+    fake_openai.default = Reply(text=json.dumps(VALID_PLAN))
+    d = start_daemon(env)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kyros",
+            "run",
+            "plan",
+            "add a flag",
+            "-w",
+            str(workspace),
+            "--model",
+            "openai/fake",
+            "--api-base",
+            fake_openai.url,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fake_openai.wait_for_requests(1, timeout=30)  # mid-run: the model call is in flight
+        d.stop(signal.SIGKILL)
+        _, err = cli.communicate(timeout=30)
+        assert cli.returncode == 3, err
+        assert "lost the event stream" in err and "Traceback" not in err
+        run_id = err.split("kyros runs events ")[1].split()[0]
+        d = start_daemon(env)  # the run's lease expires and another attempt finishes it
+        deadline = time.monotonic() + 30
+        while (run := d.client().run(run_id))["status"] != "succeeded":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+    finally:
+        cli.kill()
+        d.stop()

@@ -54,7 +54,7 @@ def test_untrusted_project_config_is_inert_and_urls_never_come_from_it(
 
 
 def test_bad_values_name_their_source(xdg: dict[str, str]) -> None:
-    with pytest.raises(UsageError, match="workers.*KYROS_WORKERS"):
+    with pytest.raises(UsageError, match=r"workers.*KYROS_WORKERS"):
         settings.load(env={**xdg, "KYROS_WORKERS": "many"})
     _write(paths.resolve(xdg).config_file, "workers = [\n")
     with pytest.raises(UsageError, match="cannot read"):

@@ -72,6 +72,12 @@ class Settings(BaseModel):
         default=1.0, ge=0, le=600, description="First retry delay; doubles per attempt, jittered."
     )
     retry_max_seconds: float = Field(default=300.0, ge=0, description="Ceiling of a retry delay.")
+    reconnect_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long a client keeps resuming a lost event stream before giving up.",
+    )
     log_level: str = Field(default="INFO", description="Daemon log level.")
     plugins: list[str] = Field(
         default_factory=list, description="Python modules whose register() adds job kinds."

@@ -57,17 +57,20 @@ class TokenVerifier:
 
     def __init__(self, hash_file: Path) -> None:
         self.hash_file = hash_file
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._digest: str | None = None
 
     def _current(self) -> str | None:
         try:
-            mtime = self.hash_file.stat().st_mtime
+            st = self.hash_file.stat()
         except OSError:
             return None
-        if mtime != self._mtime:
+        # Rotation replaces the file (new inode), so two rotations within one mtime tick are
+        # still told apart.
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
             self._digest = self.hash_file.read_text().strip() or None
-            self._mtime = mtime
+            self._stamp = stamp
         return self._digest
 
     def verify(self, presented: str) -> bool:

@@ -65,17 +65,16 @@ def main(
 def completion(
     shell: Annotated[str, typer.Option("--shell", help="bash, zsh or fish")],
 ) -> None:
-    """Print the shell completion script (add it to your shell's startup file)."""
-    import os
-    import subprocess
+    """Print the shell completion script, e.g. `kyros completion --shell bash >> ~/.bashrc`.
+
+    (`--install-completion` detects the shell itself and ignores an argument; this does not.)
+    """
+    from typer._completion_shared import get_completion_script
 
     if shell not in ("bash", "zsh", "fish"):
         raise typer.BadParameter("choose bash, zsh or fish", param_hint="--shell")
-    env = {**os.environ, "_KYROS_COMPLETE": f"source_{shell}"}
-    out = subprocess.run(
-        [sys.executable, "-m", "kyros"], env=env, capture_output=True, text=True, check=False
-    )
-    sys.stdout.write(out.stdout)
+    script = get_completion_script(prog_name="kyros", complete_var="_KYROS_COMPLETE", shell=shell)
+    sys.stdout.write(script.rstrip("\n") + "\n")
 
 
 def run() -> None:

@@ -96,7 +96,8 @@ def plan(
         raise typer.BadParameter(f"{workspace} is not a directory", param_hint="--workspace")
     from kyros.cli.state import client, settings
 
-    c = client(settings(workspace=root))
+    loaded = settings(workspace=root)
+    c = client(loaded)
     run = c.create_run(
         "plan", {"goal": text, "workspace": str(root), "model": model, "api_base": api_base}
     )
@@ -110,7 +111,9 @@ def plan(
             )
         return
     try:
-        final = follow(c, run, jsonl=jsonl, quiet=json_out)
+        final = follow(
+            c, run, jsonl=jsonl, quiet=json_out, reconnect=loaded.settings.reconnect_seconds
+        )
     except KeyboardInterrupt:
         sys.stderr.write(
             f"\nkyros: detached; run {run['id']} goes on in the daemon. "
@@ -125,11 +128,13 @@ def plan(
     raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 
-def follow(c: Any, run: dict[str, Any], *, jsonl: bool, quiet: bool) -> dict[str, Any]:
+def follow(
+    c: Any, run: dict[str, Any], *, jsonl: bool, quiet: bool, reconnect: float = 30.0
+) -> dict[str, Any]:
     """Stream the run's events until its final one; show progress on a terminal."""
     progress = None if (jsonl or quiet or not sys.stderr.isatty()) else _Progress(run)
     try:
-        for event in c.events(run["id"]):
+        for event in c.events(run["id"], reconnect_for=reconnect):
             if jsonl:
                 print_jsonl(event)
             elif progress is not None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kyros.cli.state import client, print_json, print_jsonl
+from kyros.cli.state import client, print_json, print_jsonl, settings
 
 app = typer.Typer(help="List, inspect, follow and cancel runs.", no_args_is_help=True)
 
@@ -81,8 +81,11 @@ def events(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON event per line.")] = False,
 ) -> None:
     """The run's event log from the start (or --after N), then live until it ends."""
-    c = client()
-    stream = c.events(run_id, after=after, follow=follow)
+    loaded = settings()
+    c = client(loaded)
+    stream = c.events(
+        run_id, after=after, follow=follow, reconnect_for=loaded.settings.reconnect_seconds
+    )
     if json_out:
         print_json(list(stream))
         return

@@ -9,11 +9,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kyros import tokens
 from kyros.errors import DaemonUnreachable, UsageError
 from kyros.settings import Loaded
+
+if TYPE_CHECKING:
+    from kyros.client.api import Client
 
 READY_TIMEOUT = 30.0
 
@@ -90,7 +94,7 @@ def connect(
     *,
     autostart: bool = True,
     timeout: float = 30.0,
-) -> tuple[DaemonTarget, object]:
+) -> tuple[DaemonTarget, Client]:
     """Resolve the target and return a ready :class:`~kyros.client.api.Client` for it."""
     from kyros.client.api import Client
 

@@ -169,8 +169,8 @@ class Core:
     async def agent_status(self) -> list[dict[str, Any]]:
         async with self.store.read() as conn:
             agents = await agents_repo.list_agents(conn)
-        active = await self.runs.list(limit=500, status="running")
-        waiting = await self.runs.list(limit=500, status="needs_approval")
+        active = await self.runs.list_runs(limit=500, status="running")
+        waiting = await self.runs.list_runs(limit=500, status="needs_approval")
         current: dict[str, str] = {}
         for run in active + waiting:
             current.setdefault(run.get("agent") or "", run["id"])

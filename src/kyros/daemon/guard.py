@@ -9,15 +9,16 @@ help: it does not run on WebSocket handshakes and it only advises browsers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from kyros import API_VERSION
 
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
-ASGIApp = Callable[[Scope, Receive, Send], Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY = 1024 * 1024
 LOCAL_HOSTS = frozenset({"kyros", "localhost", "127.0.0.1", "::1"})
@@ -109,7 +110,7 @@ class Guard:
         seen = 0
         started = False
 
-        async def limited_receive() -> Any:
+        async def limited_receive() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -118,7 +119,7 @@ class Guard:
                     raise BodyTooLarge
             return message
 
-        async def tagged_send(message: dict[str, Any]) -> None:
+        async def tagged_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

@@ -64,8 +64,8 @@ async def event_stream(
             while True:
                 if getattr(app_state, "shutting_down", False):
                     return
-                event = await sub.get(WAKE_SECONDS)
-                if event is None:
+                live = await sub.get(WAKE_SECONDS)
+                if live is None:
                     idle += WAKE_SECONDS
                     if idle >= KEEPALIVE_SECONDS:
                         idle = 0.0
@@ -73,11 +73,11 @@ async def event_stream(
                     # Another process may have written events (a worker-only daemon): re-read.
                     break
                 idle = 0.0
-                if sub.overflowed or event["seq"] > sent + 1:
+                if sub.overflowed or live["seq"] > sent + 1:
                     break  # a gap: the store has the missing events
-                if event["seq"] <= sent:
+                if live["seq"] <= sent:
                     continue  # already sent from the store
-                yield format_event(event)
-                sent = event["seq"]
-                if event["type"] in FINAL_EVENTS:
+                yield format_event(live)
+                sent = live["seq"]
+                if live["type"] in FINAL_EVENTS:
                     return

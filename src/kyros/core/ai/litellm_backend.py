@@ -19,10 +19,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
 import litellm
-from litellm import CustomLLM
+import litellm.exceptions as llm_errors
+from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
 from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError
+from kyros.redaction import Redactor
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
 litellm.telemetry = False
@@ -33,7 +35,7 @@ SCRIPTED_PREFIX = "kyros-scripted"
 Reply = Callable[[list[dict[str, Any]]], str]
 
 
-class ScriptedProvider(CustomLLM):  # type: ignore[misc]
+class ScriptedProvider(CustomLLM):  # type: ignore[misc]  # litellm is untyped here
     """Answers with ``reply(messages)``, streamed in small chunks with optional pacing."""
 
     def __init__(self, reply: Reply, *, chunk_chars: int = 24, delay: float = 0.0) -> None:
@@ -54,7 +56,9 @@ class ScriptedProvider(CustomLLM):  # type: ignore[misc]
             },
         )
 
-    async def astreaming(self, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:
+    async def astreaming(  # type: ignore[override]  # litellm passes everything by keyword
+        self, *args: Any, **kwargs: Any
+    ) -> AsyncIterator[GenericStreamingChunk]:
         messages = kwargs.get("messages") or []
         text = self.reply(messages)
         pieces = [text[i : i + self.chunk_chars] for i in range(0, len(text), self.chunk_chars)]
@@ -90,14 +94,14 @@ def _estimate(messages: list[dict[str, Any]]) -> int:
 
 def register_scripted(name: str, provider: ScriptedProvider) -> str:
     """Make ``provider`` answer model ``kyros-scripted/<name>``; returns that model id."""
-    entry = {"provider": f"{SCRIPTED_PREFIX}-{name}", "custom_handler": provider}
+    entry: Any = {"provider": f"{SCRIPTED_PREFIX}-{name}", "custom_handler": provider}
     litellm.custom_provider_map = [
         e for e in litellm.custom_provider_map if e["provider"] != entry["provider"]
     ] + [entry]
     # litellm reads the map into its provider list when a call is routed.
     from litellm.utils import custom_llm_setup
 
-    custom_llm_setup()
+    custom_llm_setup()  # type: ignore[no-untyped-call]
     return f"{entry['provider']}/{name}"
 
 
@@ -105,17 +109,17 @@ def _classify(exc: BaseException, redact: Redactor) -> ProviderError:
     # Providers echo request details (sometimes the key) in errors; this text reaches events.
     text = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
     pairs: list[tuple[type[BaseException], str, str]] = [
-        (litellm.AuthenticationError, "auth", "the provider rejected the credentials"),
-        (litellm.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
+        (llm_errors.AuthenticationError, "auth", "the provider rejected the credentials"),
+        (llm_errors.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
         (
-            litellm.ContextWindowExceededError,
+            llm_errors.ContextWindowExceededError,
             "context_overflow",
             "the prompt is too long for the model",
         ),
-        (litellm.Timeout, "timeout", "the provider did not answer in time"),
-        (litellm.NotFoundError, "bad_request", "the provider does not know this model"),
-        (litellm.BadRequestError, "bad_request", "the provider refused the request"),
-        (litellm.APIConnectionError, "provider", "could not reach the provider"),
+        (llm_errors.Timeout, "timeout", "the provider did not answer in time"),
+        (llm_errors.NotFoundError, "bad_request", "the provider does not know this model"),
+        (llm_errors.BadRequestError, "bad_request", "the provider refused the request"),
+        (llm_errors.APIConnectionError, "provider", "could not reach the provider"),
     ]
     for cls, kind, words in pairs:
         if isinstance(exc, cls):

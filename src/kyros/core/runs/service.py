@@ -98,7 +98,7 @@ class RunService:
             raise NotFound(f"no run with id {run_id!r}")
         return run
 
-    async def list(
+    async def list_runs(
         self, *, limit: int = 50, status: str | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
         async with self.store.read() as conn:

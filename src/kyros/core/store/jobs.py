@@ -46,7 +46,7 @@ class Settlement:
 
 def backoff(attempt: int, base: float, ceiling: float) -> float:
     """Exponential backoff with jitter: ``base·2^(attempt-1)`` capped, scaled by U(0.5, 1)."""
-    delay = min(ceiling, base * (2 ** max(0, attempt - 1)))
+    delay: float = min(ceiling, base * (2 ** max(0, attempt - 1)))
     return delay * random.uniform(0.5, 1.0)
 
 

@@ -40,7 +40,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> RunList:
     """Runs, newest first."""
-    rows = await c.runs.list(
+    rows = await c.runs.list_runs(
         limit=limit, status=status.value if status else None, kind=kind.value if kind else None
     )
     return RunList(runs=[Run.model_validate(r) for r in rows])
