@@ -126,8 +126,9 @@ def _make_chatter_run(url: str, events: int, pause: float = 0.001) -> str:
     return run_id
 
 
-def _sse_events(http: httpx.Client, run_id: str, last: int, take: int) -> tuple[list[int], bool]:
-    """Read up to ``take`` events after ``last``, then drop the connection."""
+def _sse_events(http: httpx.Client, run_id: str, last: int, take: int) -> tuple[list[int], str]:
+    """Read up to ``take`` events after ``last``, then drop the connection. Says how it ended:
+    ``final`` (the run's last event), ``dropped`` (by us) or ``closed`` (by the daemon)."""
     seqs: list[int] = []
     with http.stream(
         "GET", f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(last)}
@@ -138,10 +139,10 @@ def _sse_events(http: httpx.Client, run_id: str, last: int, take: int) -> tuple[
                 event = json.loads(line[5:])
                 seqs.append(event["seq"])
                 if event["type"] == "run.succeeded":
-                    return seqs, True
+                    return seqs, "final"
                 if len(seqs) >= take:
-                    return seqs, False
-    return seqs, True
+                    return seqs, "dropped"
+    return seqs, "closed"
 
 
 def test_d7_reconnecting_reader_gets_no_gap_and_no_duplicate(
@@ -157,11 +158,14 @@ def test_d7_reconnecting_reader_gets_no_gap_and_no_duplicate(
         reconnects = 0
         transport = httpx.HTTPTransport(uds=str(d.socket))
         with httpx.Client(transport=transport, base_url="http://kyros", timeout=30) as http:
-            done = False
-            while not done:
-                got, done = _sse_events(http, run_id, seen[-1] if seen else 0, rng.randint(1, 150))
+            ends: list[str] = []
+            while not ends or ends[-1] != "final":
+                got, how = _sse_events(http, run_id, seen[-1] if seen else 0, rng.randint(1, 150))
                 seen += got
+                ends.append(how)
                 reconnects += 1
+        # The daemon never closes a stream before the run's final event.
+        assert "closed" not in ends, (ends.count("closed"), len(seen), d.log.read_text()[-3000:])
         assert reconnects >= 100, reconnects
         assert seen == list(range(1, len(seen) + 1))  # 0 gaps, 0 duplicates
         assert len(seen) == 10_002  # run.queued + 10,000 + run.succeeded
@@ -181,10 +185,13 @@ def test_cli_follower_survives_a_daemon_restart(xdg: dict[str, str], db_url: str
         text=True,
     )
     try:
-        time.sleep(1.5)
+        assert follower.stdout is not None
+        first = follower.stdout.readline()  # the follower is connected and streaming
+        time.sleep(0.5)
         d.stop()  # SIGTERM: the chatter job is released back to the queue
         d = start_daemon(env)
         out, err = follower.communicate(timeout=90)
+        out = first + out
     finally:
         follower.kill()
         d.stop()

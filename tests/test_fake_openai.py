@@ -45,8 +45,15 @@ async def sse_events(client: httpx.AsyncClient, url: str, body: dict[str, Any]) 
 
 
 def llm_kwargs(srv: FakeOpenAI, **extra: Any) -> dict[str, Any]:
-    return {"model": "openai/fake-model", "api_base": srv.url, "api_key": "sk-test",
-            "messages": MESSAGES, "num_retries": 0, "max_retries": 0, **extra}
+    return {
+        "model": "openai/fake-model",
+        "api_base": srv.url,
+        "api_key": "sk-test",
+        "messages": MESSAGES,
+        "num_retries": 0,
+        "max_retries": 0,
+        **extra,
+    }
 
 
 # -- lifecycle and plain HTTP ---------------------------------------------------
@@ -89,16 +96,21 @@ def test_fifo_then_default(fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="first"), Reply(text="second"))
     fake_openai.default = Reply(text="fallback")
     url = f"{fake_openai.url}/chat/completions"
-    texts = [httpx.post(url, json={"model": "m", "messages": MESSAGES}).json()
-             ["choices"][0]["message"]["content"] for _ in range(3)]
+    texts = [
+        httpx.post(url, json={"model": "m", "messages": MESSAGES}).json()["choices"][0]["message"][
+            "content"
+        ]
+        for _ in range(3)
+    ]
     assert texts == ["first", "second", "fallback"]
     assert fake_openai.requests[0].body == {"model": "m", "messages": MESSAGES}
 
 
 def test_non_streaming_completion_shape(fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="hi", prompt_tokens=11, completion_tokens=3))
-    body = httpx.post(f"{fake_openai.url}/chat/completions",
-                      json={"model": "fake-model", "messages": MESSAGES}).json()
+    body = httpx.post(
+        f"{fake_openai.url}/chat/completions", json={"model": "fake-model", "messages": MESSAGES}
+    ).json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"] == "hi"
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -123,9 +135,16 @@ def test_error_reply_has_openai_error_body(fake_openai: FakeOpenAI) -> None:
 async def test_httpx_stream_chunks_follow_openai_format(fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="Hello, streaming world!", chunk_size=5))
     async with httpx.AsyncClient() as client:
-        events = await sse_events(client, f"{fake_openai.url}/chat/completions", {
-            "model": "fake-model", "messages": MESSAGES, "stream": True,
-            "stream_options": {"include_usage": True}})
+        events = await sse_events(
+            client,
+            f"{fake_openai.url}/chat/completions",
+            {
+                "model": "fake-model",
+                "messages": MESSAGES,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        )
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(set(c) >= CHUNK_KEYS and c["object"] == "chat.completion.chunk" for c in chunks)
@@ -135,21 +154,36 @@ async def test_httpx_stream_chunks_follow_openai_format(fake_openai: FakeOpenAI)
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in body)
     assert text == "Hello, streaming world!"
     assert len(body) == 1 + 5 + 1  # role, five content pieces, finish
-    assert body[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None,
-                                      "finish_reason": "stop"}
+    assert body[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"]["total_tokens"] > 0
 
 
 @pytest.mark.asyncio
 async def test_slow_drip_and_keepalive_during_stall(fake_openai: FakeOpenAI) -> None:
-    fake_openai.enqueue(Reply(text="abcdef", chunk_size=2, delay_between_chunks=0.1,
-                              stall_after_chunks=3, keepalive_comments=True))
+    fake_openai.enqueue(
+        Reply(
+            text="abcdef",
+            chunk_size=2,
+            delay_between_chunks=0.1,
+            stall_after_chunks=3,
+            keepalive_comments=True,
+        )
+    )
     lines, stamps = [], []
-    async with httpx.AsyncClient() as client, client.stream(
-        "POST", f"{fake_openai.url}/chat/completions",
-        json={"messages": MESSAGES, "stream": True},
-    ) as resp:
+    async with (
+        httpx.AsyncClient() as client,
+        client.stream(
+            "POST",
+            f"{fake_openai.url}/chat/completions",
+            json={"messages": MESSAGES, "stream": True},
+        ) as resp,
+    ):
         async for line in resp.aiter_lines():
             if line:
                 lines.append(line)
@@ -161,12 +195,34 @@ async def test_slow_drip_and_keepalive_during_stall(fake_openai: FakeOpenAI) -> 
 
 
 @pytest.mark.asyncio
+async def test_stall_ends_when_client_disconnects(fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(Reply(text="abc", stall_after_chunks=1))
+    async with httpx.AsyncClient() as client:
+        async with client.stream(
+            "POST",
+            f"{fake_openai.url}/chat/completions",
+            json={"messages": MESSAGES, "stream": True},
+        ) as resp:
+            assert (await anext(resp.aiter_lines())).startswith("data: ")
+            assert fake_openai.open_connections == 1
+        deadline = time.monotonic() + 1
+        while fake_openai.open_connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert fake_openai.open_connections == 0
+
+
+@pytest.mark.asyncio
 async def test_stalled_stream_is_released_by_stop() -> None:
     srv = FakeOpenAI().start()
     srv.enqueue(Reply(text="abc", stall_after_chunks=1))
-    async with httpx.AsyncClient() as client, client.stream(
-        "POST", f"{srv.url}/chat/completions", json={"messages": MESSAGES, "stream": True},
-    ) as resp:
+    async with (
+        httpx.AsyncClient() as client,
+        client.stream(
+            "POST",
+            f"{srv.url}/chat/completions",
+            json={"messages": MESSAGES, "stream": True},
+        ) as resp,
+    ):
         lines = resp.aiter_lines()
         assert (await anext(lines)).startswith("data: ")
         started = time.monotonic()
@@ -179,8 +235,9 @@ async def test_stalled_stream_is_released_by_stop() -> None:
 
 @pytest.mark.asyncio
 async def test_httpx_sees_bad_json_and_cut_body(fake_openai: FakeOpenAI) -> None:
-    fake_openai.enqueue(Reply(text="abc", bad_json=True),
-                        Reply(text="x" * 400, cut_after_bytes=200))
+    fake_openai.enqueue(
+        Reply(text="abc", bad_json=True), Reply(text="x" * 400, cut_after_bytes=200)
+    )
     url = f"{fake_openai.url}/chat/completions"
     req = {"messages": MESSAGES, "stream": True}
     async with httpx.AsyncClient() as client:
@@ -196,10 +253,12 @@ async def test_httpx_sees_bad_json_and_cut_body(fake_openai: FakeOpenAI) -> None
 
 @pytest.mark.asyncio
 async def test_litellm_streams_text_and_usage(fake_openai: FakeOpenAI) -> None:
-    fake_openai.enqueue(Reply(text="Hello there, this arrives in pieces.",
-                              prompt_tokens=9, completion_tokens=8))
-    stream = await litellm.acompletion(**llm_kwargs(
-        fake_openai, stream=True, stream_options={"include_usage": True}))
+    fake_openai.enqueue(
+        Reply(text="Hello there, this arrives in pieces.", prompt_tokens=9, completion_tokens=8)
+    )
+    stream = await litellm.acompletion(
+        **llm_kwargs(fake_openai, stream=True, stream_options={"include_usage": True})
+    )
     text, usage = "", None
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -216,12 +275,18 @@ async def test_litellm_streams_text_and_usage(fake_openai: FakeOpenAI) -> None:
 @pytest.mark.asyncio
 async def test_litellm_reassembles_streamed_tool_call(fake_openai: FakeOpenAI) -> None:
     args = json.dumps({"city": "Paris", "unit": "celsius"})
-    fake_openai.enqueue(Reply(chunk_size=5, tool_calls=[
-        {"id": "call_1", "name": "get_weather", "arguments": args}]))
+    fake_openai.enqueue(
+        Reply(chunk_size=5, tool_calls=[{"id": "call_1", "name": "get_weather", "arguments": args}])
+    )
     stream = await litellm.acompletion(**llm_kwargs(fake_openai, stream=True))
     chunks = [chunk async for chunk in stream]
-    pieces = [tc.function.arguments for c in chunks if c.choices and c.choices[0].delta.tool_calls
-              for tc in c.choices[0].delta.tool_calls if tc.function.arguments]
+    pieces = [
+        tc.function.arguments
+        for c in chunks
+        if c.choices and c.choices[0].delta.tool_calls
+        for tc in c.choices[0].delta.tool_calls
+        if tc.function.arguments
+    ]
     assert len(pieces) > 3
     message = litellm.stream_chunk_builder(chunks).choices[0].message
     [call] = message.tool_calls
@@ -255,7 +320,8 @@ async def test_litellm_errors_on_cut_stream(fake_openai: FakeOpenAI) -> None:
     fake_openai.enqueue(Reply(text="y" * 400, cut_after_bytes=250))
     with pytest.raises(openai.APIError):
         stream = await asyncio.wait_for(
-            litellm.acompletion(**llm_kwargs(fake_openai, stream=True, timeout=5)), 5)
+            litellm.acompletion(**llm_kwargs(fake_openai, stream=True, timeout=5)), 5
+        )
         await asyncio.wait_for(_drain(stream), 5)
 
 

@@ -39,7 +39,26 @@ _ERROR_TYPES = {
 
 @dataclass
 class Reply:
-    """One scripted response. Defaults give a well-behaved "ok" reply."""
+    """One scripted response; the defaults give a well-behaved reply.
+
+    Content: `text` is streamed `chunk_size` characters per chunk; each tool call
+    (`{"id", "name", "arguments"}`, arguments a JSON string) is streamed as one
+    delta carrying id and name, then argument deltas of `chunk_size` characters.
+    Token counts default to roughly len/4 of the messages and of the output.
+
+    Faults (all delays in seconds):
+    - `status` != 200 sends `body` (OpenAI's error shape when None) and `headers`.
+    - `delay_before_headers`: silence before the status line.
+    - `delay_first_chunk`: headers sent, then silence before the first chunk.
+    - `delay_between_chunks`: gap before every chunk after the first.
+    - `stall_after_chunks`: send that many `data:` events, then hang until the
+      client disconnects or the server stops.
+    - `keepalive_comments`: during any silence after the headers, send a
+      `: keep-alive` comment every 0.2 s.
+    - `cut_after_bytes`: close the connection after that many body bytes (SSE
+      text for streams, JSON for the rest), leaving the response incomplete.
+    - `bad_json`: an unparseable `data:` event right after the role chunk.
+    """
 
     text: str = ""
     tool_calls: list[dict[str, Any]] | None = None  # [{"id", "name", "arguments": "<json>"}]
@@ -69,6 +88,8 @@ class Reply:
 
 @dataclass
 class RecordedRequest:
+    """One request as the server received it."""
+
     method: str
     path: str
     headers: dict[str, str]  # lower-case keys
@@ -125,6 +146,11 @@ class FakeOpenAI:
                 raise TimeoutError(f"expected {n} requests, got {len(self.requests)}")
             await asyncio.sleep(_POLL)
         return list(self.requests)
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently open (0 once clients have hung up)."""
+        return len(self._conns)
 
     def start(self) -> FakeOpenAI:
         if self._thread is not None:
@@ -194,8 +220,13 @@ class FakeOpenAI:
         try:
             while await self._handle_one(reader, writer):
                 pass
-        except (_ClientGone, ConnectionError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError):
+        except (
+            _ClientGone,
+            ConnectionError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ):
             pass
         finally:
             writer.close()
@@ -226,8 +257,9 @@ class FakeOpenAI:
         keep = headers.get("connection", "").lower() != "close"
 
         if method == "GET" and path == "/v1/models":
-            models = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                      for m in self.models]
+            models = [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models
+            ]
             return await self._send_json(writer, 200, {"object": "list", "data": models}) and keep
         if reply is None:
             err = Reply.error(404, f"Unknown path {method} {path}")
@@ -246,20 +278,35 @@ class FakeOpenAI:
     ) -> bool:
         payload = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         extra = reply.headers if reply else {}
-        writer.write(_head(status, {"Content-Type": "application/json",
-                                    "Content-Length": str(len(payload)), **extra}))
+        writer.write(
+            _head(
+                status,
+                {"Content-Type": "application/json", "Content-Length": str(len(payload)), **extra},
+            )
+        )
         cut = reply.cut_after_bytes if reply else None
         writer.write(payload if cut is None else payload[:cut])
         await writer.drain()
         return cut is None
 
     async def _stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-        reply: Reply, request: dict[str, Any],
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        reply: Reply,
+        request: dict[str, Any],
     ) -> bool:
-        writer.write(_head(200, {"Content-Type": "text/event-stream; charset=utf-8",
-                                 "Cache-Control": "no-cache", "Transfer-Encoding": "chunked",
-                                 **reply.headers}))
+        writer.write(
+            _head(
+                200,
+                {
+                    "Content-Type": "text/event-stream; charset=utf-8",
+                    "Cache-Control": "no-cache",
+                    "Transfer-Encoding": "chunked",
+                    **reply.headers,
+                },
+            )
+        )
         await writer.drain()
         sent_bytes = 0
 
@@ -317,8 +364,11 @@ def _usage(reply: Reply, request: dict[str, Any]) -> dict[str, int]:
     if completion is None:
         args = "".join(c["name"] + c["arguments"] for c in reply.tool_calls or [])
         completion = max(1, (len(reply.text) + len(args)) // 4)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _finish_reason(reply: Reply) -> str:
@@ -329,15 +379,26 @@ def _completion(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = [
-            {"id": c["id"], "type": "function",
-             "function": {"name": c["name"], "arguments": c["arguments"]}}
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
             for c in reply.tool_calls
         ]
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-        "created": int(time.time()), "model": request.get("model", "fake-model"),
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish_reason(reply)}],
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "fake-model"),
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": _finish_reason(reply),
+            }
+        ],
         "usage": _usage(reply, request),
     }
 
@@ -349,8 +410,12 @@ def _pieces(text: str, size: int) -> list[str]:
 def _events(reply: Reply, request: dict[str, Any]) -> list[str]:
     """The `data:` payloads of one streamed completion, in order."""
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": request.get("model", "fake-model")}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request.get("model", "fake-model"),
+    }
     if include_usage:
         base["usage"] = None
 
@@ -364,12 +429,25 @@ def _events(reply: Reply, request: dict[str, Any]) -> list[str]:
         out.append('{"id": "broken", "choices": [{"delta": {"content": "x"')
     out += [chunk({"content": piece}) for piece in _pieces(reply.text, size)]
     for index, call in enumerate(reply.tool_calls or []):
-        out.append(chunk({"tool_calls": [{
-            "index": index, "id": call["id"], "type": "function",
-            "function": {"name": call["name"], "arguments": ""}}]}))
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         args = call["arguments"]
-        out += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-                for piece in _pieces(args, size)]
+        out += [
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            for piece in _pieces(args, size)
+        ]
     out.append(chunk({}, _finish_reason(reply)))
     if include_usage:
         out.append(json.dumps({**base, "choices": [], "usage": _usage(reply, request)}))

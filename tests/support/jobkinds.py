@@ -30,8 +30,11 @@ async def ledger(ctx: JobContext) -> dict[str, Any]:
     p = ctx.job.payload
     stamp = f"{ctx.job.id} {ctx.job.fencing_token} {os.getpid()}"
     _append(p["ledger"], f"start {stamp} {time.time():.6f}")
-    await asyncio.sleep(float(p.get("seconds", 0.2)))
-    _append(p["ledger"], f"end {stamp} {time.time():.6f}")
+    try:
+        await asyncio.sleep(float(p.get("seconds", 0.2)))
+    finally:
+        # Also when cancelled: the attempt stops here, and the ledger must say so.
+        _append(p["ledger"], f"end {stamp} {time.time():.6f}")
     return {"ok": True}
 
 

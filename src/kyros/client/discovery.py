@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from kyros.client.api import Client
 
 READY_TIMEOUT = 30.0
+#: After the daemon we started exits, how long another one may take to answer.
+EXITED_GRACE = 3.0
 
 
 @dataclass(frozen=True)
@@ -108,19 +110,19 @@ def connect(
             raise
     proc = spawn_local(loaded)
     deadline = time.monotonic() + READY_TIMEOUT
+    exited_at: float | None = None
     last = "no answer yet"
     while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            # Another client may have started one at the same moment (the lock lets one win).
-            try:
-                client.health()
-            except DaemonUnreachable:
-                tail = _log_tail(loaded.paths.log_file)
-                raise DaemonUnreachable(
-                    f"the kyros daemon failed to start (exit {code}); its log "
-                    f"({loaded.paths.log_file}) ends with:\n{tail}"
-                ) from None
+        if exited_at is None and proc.poll() is not None:
+            # Another client may have started a daemon at the same moment: the instance lock
+            # lets one win and the other exits. Give the winner a moment to answer.
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > EXITED_GRACE:
+            tail = _log_tail(loaded.paths.log_file)
+            raise DaemonUnreachable(
+                f"the kyros daemon failed to start (exit {proc.returncode}); its log "
+                f"({loaded.paths.log_file}) ends with:\n{tail}"
+            )
         try:
             ready = client.ready()
             if ready.get("ready"):

@@ -238,13 +238,19 @@ class WorkerPool:
             await asyncio.sleep(self.config.heartbeat_seconds)
             if not self._running:
                 continue
+            # Judge only attempts whose claim committed before this heartbeat began: on
+            # PostgreSQL the UPDATE's snapshot cannot see a claim that commits during it, and
+            # reading that as "lease lost" would cancel a healthy attempt.
+            known = dict(self._running)
             try:
                 async with self.store.write() as conn:
                     held = await jobs_repo.heartbeat(conn, self.owner, self.config.lease_seconds)
             except StoreUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for job_id, (job, task) in list(self._running.items()):
+            for job_id, (job, task) in known.items():
+                if task.done():
+                    continue
                 token, cancel = held.get(job_id, (None, False))
                 if token != job.fencing_token:
                     log.warning("job %s: lease lost to another attempt; stopping this one", job_id)
