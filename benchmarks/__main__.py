@@ -11,14 +11,14 @@ import os
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["LITELLM_OFFLINE_MODE"] = "true"
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
+import argparse
+import importlib
+import sys
+import time
+import traceback
 
-from benchmarks import BENCHMARKS  # noqa: E402
-from benchmarks.common import Result  # noqa: E402
+from benchmarks import BENCHMARKS
+from benchmarks.common import Result
 
 
 def _fmt(value: float | None) -> str:
@@ -40,15 +40,15 @@ def _verdict(r: Result) -> str:
 
 
 def table(results: list[Result]) -> str:
-    header = ("benchmark", "kyros", "anchor", "anchor value", "ratio", "target", "")
+    header = ("benchmark", "kyros", "anchor", "anchor value", "ratio", "target", "result")
     rows = [header]
     for r in results:
         value = f"{_fmt(r.value)} {r.unit}".strip() if r.value is not None else "—"
-        anchor = (f"{_fmt(r.anchor_value)} {r.unit}".strip()
-                  if r.anchor_value is not None else "—")
+        anchor = f"{_fmt(r.anchor_value)} {r.unit}".strip() if r.anchor_value is not None else "—"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "—"
-        rows.append((r.name, value, r.anchor_name or "—", anchor, ratio, r.target_text or "—",
-                     _verdict(r)))
+        rows.append(
+            (r.name, value, r.anchor_name or "—", anchor, ratio, r.target_text or "—", _verdict(r))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):
@@ -63,13 +63,18 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from "
-                     f"{', '.join(BENCHMARKS)}")
+        parser.error(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
     names = args.names or list(BENCHMARKS)
     results: list[Result] = []
     started = time.monotonic()
@@ -82,13 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             got = module.run()
         except Exception as exc:
             traceback.print_exc()
-            got = [Result(name, None, "", "", None, "", False,
-                          f"error: {type(exc).__name__}: {exc}")]
+            got = [
+                Result(name, None, "", "", None, "", False, f"error: {type(exc).__name__}: {exc}")
+            ]
         results += got
         sys.stderr.write(f"   {name} took {time.monotonic() - t0:.1f}s\n")
     print(table(results))
-    print(f"\ntotal {time.monotonic() - started:.0f}s, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cpus")
+    print(
+        f"\ntotal {time.monotonic() - started:.0f}s, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cpus"
+    )
     return 1 if any(r.ok is False for r in results) else 0
 
 

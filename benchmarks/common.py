@@ -99,11 +99,15 @@ def xdg_env(base: Path) -> dict[str, str]:
     return env
 
 
-def process_env(xdg: dict[str, str], *, pythonpath: list[str] | None = None,
-                **extra: str) -> dict[str, str]:
+def process_env(
+    xdg: dict[str, str], *, pythonpath: list[str] | None = None, **extra: str
+) -> dict[str, str]:
     """The environment of a kyros child process: no user settings, no provider keys, offline."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("KYROS_") and not k.endswith("_API_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("KYROS_") and not k.endswith("_API_KEY")
+    }
     env.update(OFFLINE_ENV)
     env.update(xdg)
     env.update(extra)
@@ -118,10 +122,10 @@ def free_port() -> int:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` in MiB, from /proc/<pid>/status (VmRSS)."""
+    """Resident memory of ``pid`` in MB (10^6 bytes), from /proc/<pid>/status (VmRSS, KiB)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) * 1024 / 1e6
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
@@ -156,8 +160,11 @@ class Daemon:
         """An httpx client on the daemon's Unix socket."""
         import httpx
 
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)),
-                            base_url="http://kyros", timeout=timeout)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)),
+            base_url="http://kyros",
+            timeout=timeout,
+        )
 
     def token(self) -> str | None:
         from kyros import paths, tokens
@@ -190,9 +197,14 @@ def start_daemon(env: dict[str, str], *args: str) -> Daemon:
     p.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = p.state_dir / f"bench-daemon-{secrets.token_hex(3)}.log"
     with log_path.open("ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "kyros", "daemon", "serve", *args],
-                                env=env, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kyros", "daemon", "serve", *args],
+            env=env,
+            stdout=fh,
+            stderr=fh,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     d = Daemon(env=env, proc=proc, socket=p.socket, log=log_path)
     try:
         d.wait_ready()
@@ -220,11 +232,14 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def plan_run(client: Any, workspace: Path, goal: str = "x", model: str = "demo",
-             api_base: str | None = None) -> list[dict[str, Any]]:
+def plan_run(
+    client: Any, workspace: Path, goal: str = "x", model: str = "demo", api_base: str | None = None
+) -> list[dict[str, Any]]:
     """Create a plan run, wait for its end, and return its stored events."""
-    r = client.post("/v1/runs/plan", json={"goal": goal, "workspace": str(workspace),
-                                           "model": model, "api_base": api_base})
+    r = client.post(
+        "/v1/runs/plan",
+        json={"goal": goal, "workspace": str(workspace), "model": model, "api_base": api_base},
+    )
     r.raise_for_status()
     run_id = r.json()["id"]
     with client.stream("GET", f"/v1/runs/{run_id}/events") as stream:  # follows to the end

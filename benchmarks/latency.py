@@ -3,7 +3,7 @@
 A real daemon process (SQLite store, default settings) gets ``POST /v1/runs/plan`` over its
 Unix socket, one run at a time, each followed to its end before the next is sent, so every run
 is submitted to an idle daemon. The latency of a run is
-``run.started.created_at − run.queued.created_at`` from ``GET /v1/runs/{id}/events?follow=false``:
+``run.started.created_at - run.queued.created_at`` from ``GET /v1/runs/{id}/events?follow=false``:
 from the transaction that queued the job to the one its worker opened when it took it.
 
 The model does not take part in that interval, but it decides how long each run lasts: the
@@ -22,6 +22,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from benchmarks.common import (
     Result,
@@ -49,8 +50,8 @@ ANCHOR_MS = 500.0
 TARGET_MS = 20.0
 
 
-def _latency_ms(events: list[dict[str, object]]) -> float:
-    at = {e["type"]: datetime.fromisoformat(str(e["created_at"])) for e in events}
+def _latency_ms(events: list[dict[str, Any]]) -> float:
+    at = {str(e["type"]): datetime.fromisoformat(str(e["created_at"])) for e in events}
     if "run.queued" not in at or "run.started" not in at:
         raise RuntimeError(f"run events lack run.queued/run.started: {sorted(at)}")
     return (at["run.started"] - at["run.queued"]).total_seconds() * 1000
@@ -83,11 +84,29 @@ def run() -> list[Result]:
                     raise RuntimeError(f"run ended with {events[-1]['type']}: {events[-1]}")
                 latencies.append(_latency_ms(events))
     p50, p99 = median(latencies), percentile(latencies, 99)
-    log(f"submit→start over {runs} runs: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-        f"max {max(latencies):.2f} ms")
+    log(
+        f"submit→start over {runs} runs: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+        f"max {max(latencies):.2f} ms"
+    )
     return [
-        Result("latency: submit→start p50", p50, "ms", ANCHOR, ANCHOR_MS, "—", None,
-               f"{runs} sequential plan runs on an idle daemon (SQLite; {described})"),
-        Result("latency: submit→start p99", p99, "ms", ANCHOR, ANCHOR_MS,
-               f"p99 ≤ {TARGET_MS:.0f} ms", p99 <= TARGET_MS, f"max {max(latencies):.1f} ms"),
+        Result(
+            "latency: submit→start p50",
+            p50,
+            "ms",
+            ANCHOR,
+            ANCHOR_MS,
+            "—",
+            None,
+            f"{runs} sequential plan runs on an idle daemon (SQLite; {described})",
+        ),
+        Result(
+            "latency: submit→start p99",
+            p99,
+            "ms",
+            ANCHOR,
+            ANCHOR_MS,
+            f"p99 ≤ {TARGET_MS:.0f} ms",
+            p99 <= TARGET_MS,
+            f"max {max(latencies):.1f} ms",
+        ),
     ]

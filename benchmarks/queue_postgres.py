@@ -24,7 +24,7 @@ from benchmarks.common import (
     temp_base,
     xdg_env,
 )
-from benchmarks.queue_sqlite import N, WORKERS, kyros_queue
+from benchmarks.queue_sqlite import WORKERS, N, kyros_queue
 
 CHUNK = 500
 ANCHOR = "pgqueuer"
@@ -39,7 +39,7 @@ async def _kyros(env: dict[str, str], workers: int) -> float:
 
 async def _pgqueuer(n: int = N) -> float:
     import asyncpg
-    from pgqueuer import AsyncpgDriver, QueueManager, Queries
+    from pgqueuer import AsyncpgDriver, Queries, QueueManager
 
     async with pg_database() as name:
         dsn = pg_dsn(name)
@@ -78,8 +78,9 @@ async def _pgqueuer(n: int = N) -> float:
 def run() -> list[Result]:
     problem = pg_problem()
     if problem:
-        return [skipped("queue_postgres", f"PostgreSQL unreachable: {problem}", ANCHOR,
-                        TARGET_TEXT)]
+        return [
+            skipped("queue_postgres", f"PostgreSQL unreachable: {problem}", ANCHOR, TARGET_TEXT)
+        ]
     anchor: float | None = None
     note = ""
     try:
@@ -97,7 +98,15 @@ def run() -> list[Result]:
             log(f"kyros workers={workers}: {rate:,.0f} jobs/s")
             ok = None if anchor is None else rate >= anchor
             results.append(
-                Result(f"queue_postgres: noop jobs, workers={workers}", rate, "jobs/s",
-                       ANCHOR, anchor, TARGET_TEXT, ok, note or f"N={N}")
+                Result(
+                    f"queue_postgres: noop jobs, workers={workers}",
+                    rate,
+                    "jobs/s",
+                    ANCHOR,
+                    anchor,
+                    TARGET_TEXT,
+                    ok,
+                    note or f"N={N}",
+                )
             )
     return results

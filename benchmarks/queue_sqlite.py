@@ -20,7 +20,7 @@ N = 5000
 CHUNK = 500
 WORKERS = (4, 16)
 TARGET = 5000.0
-POLL = 0.02
+POLL = 0.1  # only to notice the end; the time comes from finished_at
 
 RAW_SCHEMA = """
 CREATE TABLE jobs (
@@ -44,7 +44,7 @@ CREATE TABLE jobs (
     updated_at DATETIME NOT NULL,
     finished_at DATETIME
 );
-CREATE INDEX ix_jobs_status_priority_run_at_id ON jobs (status, priority, run_at, id);
+CREATE INDEX ix_jobs_status_priority_id ON jobs (status, priority, id);
 CREATE INDEX ix_jobs_status_lease_expires_at ON jobs (status, lease_expires_at);
 """
 
@@ -71,7 +71,7 @@ def raw_sqlite(path: Path, n: int = N) -> float:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute(
                 "UPDATE jobs SET status='running' WHERE id=(SELECT id FROM jobs "
-                "WHERE status='queued' ORDER BY id LIMIT 1) RETURNING id"
+                "WHERE status='queued' ORDER BY priority, id LIMIT 1) RETURNING id"
             ).fetchone()
             db.execute("COMMIT")
             if row is None:
@@ -89,14 +89,20 @@ def raw_sqlite(path: Path, n: int = N) -> float:
 
 
 async def kyros_queue(url: str, env: dict[str, str], workers: int, n: int = N) -> float:
-    """jobs/s of the real worker pool draining ``n`` queued no-op jobs."""
+    """jobs/s of the real worker pool draining ``n`` queued no-op jobs.
+
+    The clock starts before ``Core.start`` and stops at the newest ``finished_at`` the pool
+    wrote, so how often this loop polls ``counts`` to see the end changes nothing measured.
+    """
+    from sqlalchemy import func, select
+
     from kyros import settings
     from kyros.core.app import Core
     from kyros.core.store import jobs as jobs_repo
     from kyros.core.store import migrate
+    from kyros.core.store.schema import jobs, utcnow
 
-    loaded = settings.load({"database_url": url, "workers": workers, "poll_seconds": 0.05},
-                           env=env)
+    loaded = settings.load({"database_url": url, "workers": workers, "poll_seconds": 0.05}, env=env)
     await migrate.upgrade(url)
     core = Core(loaded, migrate_on_start=False)
     try:
@@ -105,23 +111,24 @@ async def kyros_queue(url: str, env: dict[str, str], workers: int, n: int = N) -
                 await jobs_repo.enqueue_many(
                     conn, "noop", [{"i": i} for i in range(start, min(n, start + CHUNK))]
                 )
-        t0 = time.perf_counter()
+        started = utcnow()
+        deadline = time.monotonic() + 120
         await core.start(warm_backend=False)
-        deadline = t0 + 120
         while True:
+            await asyncio.sleep(POLL)
             async with core.store.read() as conn:
                 counts = await jobs_repo.counts(conn)
             if counts.get("succeeded", 0) >= n:
                 break
-            if time.perf_counter() > deadline:
+            if time.monotonic() > deadline:
                 raise RuntimeError(f"queue not drained in 120 s: {counts}")
             if counts.get("failed") or counts.get("dead"):
                 raise RuntimeError(f"jobs failed: {counts}")
-            await asyncio.sleep(POLL)
-        elapsed = time.perf_counter() - t0
+        async with core.store.read() as conn:
+            finished = (await conn.execute(select(func.max(jobs.c.finished_at)))).scalar_one()
     finally:
         await core.stop()
-    return n / elapsed
+    return n / (finished - started).total_seconds()
 
 
 def run() -> list[Result]:
@@ -135,8 +142,15 @@ def run() -> list[Result]:
             rate = asyncio.run(kyros_queue(url, env, workers))
             log(f"kyros workers={workers}: {rate:,.0f} jobs/s")
             results.append(
-                Result(f"queue_sqlite: noop jobs, workers={workers}", rate, "jobs/s",
-                       "raw sqlite3 claim loop", anchor, f"≥ {TARGET:,.0f} jobs/s",
-                       rate >= TARGET, f"N={N}")
+                Result(
+                    f"queue_sqlite: noop jobs, workers={workers}",
+                    rate,
+                    "jobs/s",
+                    "raw sqlite3 claim loop",
+                    anchor,
+                    f"≥ {TARGET:,.0f} jobs/s",
+                    rate >= TARGET,
+                    f"N={N}",
+                )
             )
     return results

@@ -2,7 +2,7 @@
 
 Both run as fresh interpreters the same way (``python FILE --help`` / ``python -m kyros --help``,
 and the installed console script), interleaved round-robin so background load hits all alike.
-Target: kyros ≤ bare Typer × 1.10.
+Target: kyros ≤ bare Typer x 1.10.
 
 A default ``typer.Typer()`` renders help with rich (importing it costs ~200 ms); kyros turns that
 off (``rich_markup_mode=None``). So a second anchor is the same bare app with rich markup off:
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import OFFLINE_ENV, Result, log, median, process_env, temp_base, xdg_env
+from benchmarks.common import Result, log, median, process_env, temp_base, xdg_env
 
 RUNS = 15
 WARMUP = 2
@@ -62,7 +62,7 @@ def run() -> list[Result]:
         bare.write_text(BARE_TYPER.replace("{options}", ""))
         plain = base / "bare_plain.py"
         plain.write_text(BARE_TYPER.replace("{options}", "rich_markup_mode=None"))
-        env = process_env(xdg_env(base), **OFFLINE_ENV)
+        env = process_env(xdg_env(base))
         commands = {
             "bare": [sys.executable, str(bare), "--help"],
             "plain": [sys.executable, str(plain), "--help"],
@@ -81,20 +81,40 @@ def run() -> list[Result]:
     med = {k: median(v) * 1000 for k, v in times.items()}
     log("median ms: " + ", ".join(f"{k} {v:.0f}" for k, v in med.items()))
     results = [
-        Result("startup: python -m kyros --help", med["module"], "ms",
-               "bare Typer --help", med["bare"], f"ratio ≤ {TARGET}",
-               med["module"] / med["bare"] <= TARGET, f"median of {RUNS}"),
+        Result(
+            "startup: python -m kyros --help",
+            med["module"],
+            "ms",
+            "bare Typer --help",
+            med["bare"],
+            f"ratio ≤ {TARGET}",
+            med["module"] / med["bare"] <= TARGET,
+            f"median of {RUNS}",
+        ),
     ]
     if "script" in med:
         results.append(
-            Result("startup: kyros --help (console script)", med["script"], "ms",
-                   "bare Typer --help", med["bare"], f"ratio ≤ {TARGET}",
-                   med["script"] / med["bare"] <= TARGET, f"{script}, median of {RUNS}")
+            Result(
+                "startup: kyros --help (console script)",
+                med["script"],
+                "ms",
+                "bare Typer --help",
+                med["bare"],
+                f"ratio ≤ {TARGET}",
+                med["script"] / med["bare"] <= TARGET,
+                f"{script}, median of {RUNS}",
+            )
         )
     results.append(
-        Result("startup: python -m kyros --help, like-for-like", med["module"], "ms",
-               "bare Typer, rich markup off", med["plain"], f"ratio ≤ {TARGET}",
-               med["module"] / med["plain"] <= TARGET,
-               "anchor built as kyros builds its app (rich_markup_mode=None)")
+        Result(
+            "startup: python -m kyros --help, like-for-like",
+            med["module"],
+            "ms",
+            "bare Typer, rich markup off",
+            med["plain"],
+            f"ratio ≤ {TARGET}",
+            med["module"] / med["plain"] <= TARGET,
+            "anchor built as kyros builds its app (rich_markup_mode=None)",
+        )
     )
     return results

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from kyros.cli.state import print_json, settings
+from kyros.cli.state import group, print_json, settings
 
-app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
+app = group("Inspect configuration.")
 
 
 @app.command("show")

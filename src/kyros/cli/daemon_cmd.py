@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kyros.cli.state import print_json, settings
+from kyros.cli.state import group, print_json, settings
 
-app = typer.Typer(help="Run or manage the kyros daemon.", no_args_is_help=True)
+app = group("Run or manage the kyros daemon.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from kyros.cli.state import print_json, settings
+from kyros.cli.state import group, print_json, settings
 
-app = typer.Typer(help="Store migrations.", no_args_is_help=True)
+app = group("Store migrations.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document.")]
 

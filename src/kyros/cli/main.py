@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from kyros import __version__
-from kyros.cli import config_cmd, daemon_cmd, db_cmd, run_cmd, runs_cmd
 from kyros.cli.state import GLOBALS
 
+#: Command groups, imported only when one of them runs (or for the reference docs): `kyros
+#: --help` and every shell-completion request then load Typer and this module alone.
+LAZY_GROUPS: dict[str, tuple[str, str]] = {
+    "run": ("kyros.cli.run_cmd", "Start a run: plan now; implement and critic come next."),
+    "runs": ("kyros.cli.runs_cmd", "List, inspect, follow and cancel runs."),
+    "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
+    "db": ("kyros.cli.db_cmd", "Store migrations."),
+    "config": ("kyros.cli.config_cmd", "Inspect configuration."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The top-level group: lists the lazy groups with their one-line help, loads on use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*LAZY_GROUPS, *(n for n in super().list_commands(ctx) if n not in LAZY_GROUPS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in LAZY_GROUPS and cmd_name not in self.commands:
+            module = importlib.import_module(LAZY_GROUPS[cmd_name][0])
+            group = typer.main.get_command(module.app)
+            group.name = cmd_name
+            self.commands[cmd_name] = group
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_GROUPS and name not in self.commands:
+                rows.append((name, LAZY_GROUPS[name][1]))
+            else:
+                cmd = self.get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="kyros",
     help="Run AI coding agents from your terminal: plan, implement and review, on a daemon "
     "that keeps working when you close the terminal.",
@@ -21,11 +62,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
 )
-app.add_typer(run_cmd.app, name="run")
-app.add_typer(runs_cmd.app, name="runs")
-app.add_typer(daemon_cmd.app, name="daemon")
-app.add_typer(db_cmd.app, name="db")
-app.add_typer(config_cmd.app, name="config")
 
 
 def _version(value: bool) -> None:
@@ -65,8 +101,9 @@ def main(
 def completion(
     shell: Annotated[str, typer.Option("--shell", help="bash, zsh or fish")],
 ) -> None:
-    """Print the shell completion script, e.g. `kyros completion --shell bash >> ~/.bashrc`.
+    """Print the shell completion script for bash, zsh or fish.
 
+    Add it to your shell's start-up file: kyros completion --shell bash >> ~/.bashrc
     (`--install-completion` detects the shell itself and ignores an argument; this does not.)
     """
     from typer._completion_shared import get_completion_script

@@ -8,11 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kyros.cli.state import print_json, print_jsonl
+from kyros.cli.state import group, print_json, print_jsonl
 
-app = typer.Typer(
-    help="Start a run: plan now; implement and critic come next.", no_args_is_help=True
-)
+app = group("Start a run: plan now; implement and critic come next.")
 
 PHASES = {
     "context": "reading the workspace",

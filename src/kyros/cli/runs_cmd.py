@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kyros.cli.state import client, print_json, print_jsonl, settings
+from kyros.cli.state import client, group, print_json, print_jsonl, settings
 
-app = typer.Typer(help="List, inspect, follow and cancel runs.", no_args_is_help=True)
+app = group("List, inspect, follow and cancel runs.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 

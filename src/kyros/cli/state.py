@@ -8,8 +8,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import typer
+
     from kyros.client.api import Client
     from kyros.settings import Loaded
+
+
+def group(help_text: str) -> typer.Typer:
+    """A command group styled like the top level: plain help, ``-h``, help when bare."""
+    import typer
+
+    app = typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _group() -> None:
+        # A callback keeps a one-command group a group (`kyros run plan`, not `kyros run`).
+        pass
+
+    _group.__doc__ = help_text
+    return app
 
 
 @dataclass

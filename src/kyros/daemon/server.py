@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -58,6 +58,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (the daemon's request path is mostly event-loop overhead)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
 
 
 class _Server(uvicorn.Server):
@@ -170,7 +187,8 @@ def serve(loaded: Loaded, tcp: TcpOptions | None = None) -> None:
                 }
             ),
         )
-        asyncio.run(_run(loaded, unix_sock, tcp_sock, tcp))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_run(loaded, unix_sock, tcp_sock, tcp))
     # Everything is flushed and closed; skip the interpreter's teardown of litellm's thousands
     # of modules (~2 s) so `kyros daemon stop` returns promptly.
     logging.shutdown()
@@ -190,6 +208,7 @@ async def _run(
         "lifespan": "off",
         "log_config": None,
         "ws": "auto",
+        "http": _http_impl(),
         "timeout_graceful_shutdown": 5,
         "access_log": False,
     }

@@ -29,6 +29,9 @@ from kyros.errors import StoreUnavailable
 
 log = logging.getLogger("kyros.jobs")
 
+#: How long the dispatcher lets finished attempts gather before it writes them (and claims).
+BATCH_WINDOW_SECONDS = 0.001
+
 
 @dataclass(frozen=True)
 class PoolConfig:
@@ -61,6 +64,7 @@ class WorkerPool:
         self._give_ups: list[tuple[ClaimedJob, str, str]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._last_asked = 0
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -135,19 +139,25 @@ class WorkerPool:
             for job in claimed:
                 task = asyncio.create_task(self._execute(job), name=f"kyros-job-{job.id}")
                 self._running[job.id] = (job, task)
+            asked = self._last_asked
             free = self.config.workers - len(self._running)
-            if claimed and free > 0:
-                continue  # the queue may hold more; claim again right away
+            if claimed and len(claimed) == asked and free > 0:
+                continue  # a full batch: the queue may hold more, claim again right away
             if self._settled:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+            if self._running:
+                # Attempts finishing in the same moment join one batch: without this window a
+                # busy pool settles and claims one job per transaction.
+                await asyncio.sleep(BATCH_WINDOW_SECONDS)
 
     async def _flush_and_claim(self) -> list[ClaimedJob]:
         settled, self._settled = self._settled, []
         give_ups, self._give_ups = self._give_ups, []
         free = 0 if self._stopping else self.config.workers - len(self._running)
+        self._last_asked = free
         published: list[dict[str, Any]] = []
         try:
             async with self.store.write() as conn:

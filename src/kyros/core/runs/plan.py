@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kyros.core.ai.backend import ChatRequest, Completion, LLMBackend, ProviderError
@@ -115,7 +116,9 @@ class PlanExecutor:
         window = backend.context_window(resolved.litellm_model) if not resolved.is_demo else 32_000
         budget = int(min(window * CONTEXT_SHARE, MAX_CONTEXT_TOKENS))
         await self.runs.emit(run_id, "progress", {"phase": "context", "budget_tokens": budget})
-        context = await asyncio.to_thread(gather_context_for, run["workspace"], run["goal"], budget)
+        context = await asyncio.to_thread(
+            gather_context, Path(run["workspace"]), run["goal"], budget
+        )
         await self.runs.emit(
             run_id,
             "progress",
@@ -192,9 +195,3 @@ class PlanExecutor:
             )
             if c:
                 await runs_repo.add_usage_totals(conn, run["id"], c.tokens_in, c.tokens_out, c.cost)
-
-
-def gather_context_for(workspace: str, goal: str, budget: int) -> Any:
-    from pathlib import Path
-
-    return gather_context(Path(workspace), goal, budget)

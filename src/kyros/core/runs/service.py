@@ -66,7 +66,7 @@ class RunService:
         resolved = self.resolve(model, api_base)
         run_id = new_id("r")
         async with self.store.write() as conn:
-            run = await runs_repo.insert_run(
+            await runs_repo.insert_run(
                 conn,
                 id=run_id,
                 kind=kind,
@@ -88,7 +88,6 @@ class RunService:
             )
         self.bus.publish([event])
         self.wake()
-        run.update(job_id=job_id, last_seq=1)
         return await self.get(run_id)
 
     async def get(self, run_id: str) -> dict[str, Any]:

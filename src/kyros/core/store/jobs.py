@@ -174,7 +174,7 @@ async def claim(
     candidates = (
         select(jobs.c.id)
         .where(jobs.c.status == "queued", jobs.c.run_at <= now)
-        .order_by(jobs.c.priority.desc(), jobs.c.id)
+        .order_by(jobs.c.priority, jobs.c.id)
         .limit(limit)
     )
     if postgres:

@@ -102,6 +102,7 @@ jobs = Table(
     Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE")),
     Column("payload", JSON, nullable=False),
     Column("status", String(16), nullable=False),
+    # Lower runs first, like nice(1): the claim order (status, priority, id) is then one index.
     Column("priority", Integer, nullable=False, default=0),
     Column("attempts", Integer, nullable=False, default=0),
     Column("stalls", Integer, nullable=False, default=0),
@@ -116,8 +117,8 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
-    # The claim query: next queued job by priority then age.
-    Index(None, "status", "priority", "run_at", "id"),
+    # The claim query walks this index in order: queued, most urgent, oldest first.
+    Index(None, "status", "priority", "id"),
     Index(None, "status", "lease_expires_at"),
 )
 

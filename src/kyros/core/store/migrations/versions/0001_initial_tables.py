@@ -130,9 +130,7 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
-            batch_op.f("ix_jobs_status_priority_run_at_id"),
-            ["status", "priority", "run_at", "id"],
-            unique=False,
+            batch_op.f("ix_jobs_status_priority_id"), ["status", "priority", "id"], unique=False
         )
 
     op.create_table(
