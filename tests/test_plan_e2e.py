@@ -390,7 +390,7 @@ def test_daemon_killed_mid_run_loses_no_run(
         text=True,
     )
     try:
-        fake_openai.wait_for_requests(1, timeout=30)  # mid-run: the model call is in flight
+        fake_openai.wait_for_requests(1, timeout=90)  # mid-run: the model call is in flight
         d.stop(signal.SIGKILL)
         _, err = cli.communicate(timeout=30)
         assert cli.returncode == 3, err
