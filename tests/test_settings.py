@@ -46,7 +46,7 @@ def test_untrusted_project_config_is_inert_and_urls_never_come_from_it(
     repo = tmp_path / "repo"
     _write(repo / ".kyros.toml", 'workers = 2\napi_base = "http://evil.example/v1"\n')
     loaded = settings.load(env=xdg, workspace=repo)
-    assert loaded.settings.workers == 4 and loaded.settings.api_base is None
+    assert loaded.settings.workers == 16 and loaded.settings.api_base is None
     _write(paths.resolve(xdg).config_file, f'trusted_projects = ["{repo}"]\n')
     trusted = settings.load(env=xdg, workspace=repo)
     assert trusted.settings.workers == 2  # trusted: applied …

@@ -48,7 +48,12 @@ class Settings(BaseModel):
     api_base: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible server for the model."
     )
-    workers: int = Field(default=4, ge=1, le=256, description="Job workers per daemon.")
+    workers: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Jobs one daemon runs at once (runs mostly wait on models, so 16 is cheap).",
+    )
     lease_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -7,10 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from kyros.core.bus import EventBus
 from kyros.core.store import jobs as jobs_repo
+from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.jobs import ClaimedJob
 
@@ -34,7 +33,7 @@ class JobContext:
         if self.bus is not None:
             self.bus.publish(events)
 
-    async def finish_in(self, conn: AsyncConnection, result: Any = None) -> None:
+    async def finish_in(self, conn: Conn, result: Any = None) -> None:
         """Settle this job as succeeded inside the handler's own final transaction.
 
         Use it when the handler's last writes must commit atomically with the job's completion;
@@ -51,7 +50,7 @@ class JobContext:
 
 Handler = Callable[[JobContext], Awaitable[Any]]
 #: Called in the transaction that gives up on a job (failed, dead-lettered or cancelled).
-GiveUp = Callable[[AsyncConnection, int, str | None, str, str], Awaitable[list[dict[str, Any]]]]
+GiveUp = Callable[[Conn, int, str | None, str, str], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass

@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from kyros.core.ai.models import ResolvedModel, resolve_model
 from kyros.core.bus import EventBus
 from kyros.core.ids import new_id
 from kyros.core.store import events as events_repo
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import runs as runs_repo
+from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.schema import utcnow
 from kyros.errors import Conflict, InvalidInput, NotFound
@@ -118,7 +117,7 @@ class RunService:
 
     async def transition(
         self,
-        conn: AsyncConnection,
+        conn: Conn,
         run_id: str,
         status: str,
         event_type: str,
@@ -163,7 +162,7 @@ class RunService:
         return await self.get(run_id)
 
     async def give_up(
-        self, conn: AsyncConnection, job_id: int, run_id: str | None, status: str, reason: str
+        self, conn: Conn, job_id: int, run_id: str | None, status: str, reason: str
     ) -> list[dict[str, Any]]:
         """The queue gave up on a run's job: the run ends too (failed or cancelled)."""
         if run_id is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import agents, row_dict, utcnow
 
 BUILTIN: tuple[dict[str, Any], ...] = (
@@ -21,7 +21,7 @@ BUILTIN: tuple[dict[str, Any], ...] = (
 )
 
 
-async def ensure_builtin(conn: AsyncConnection) -> None:
+async def ensure_builtin(conn: Conn) -> None:
     existing = set((await conn.execute(select(agents.c.name))).scalars())
     now = utcnow()
     for spec in BUILTIN:
@@ -42,13 +42,11 @@ async def ensure_builtin(conn: AsyncConnection) -> None:
         )
 
 
-async def list_agents(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def list_agents(conn: Conn) -> list[dict[str, Any]]:
     return [row_dict(r) for r in await conn.execute(select(agents).order_by(agents.c.name))]
 
 
-async def set_status(
-    conn: AsyncConnection, name: str, status: str, current_run: str | None
-) -> None:
+async def set_status(conn: Conn, name: str, status: str, current_run: str | None) -> None:
     await conn.execute(
         update(agents)
         .where(agents.c.name == name)

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from kyros.core.store.bridge import Conn, PooledReads, ThreadConnection, in_thread
 from kyros.errors import StoreUnavailable, UsageError
 
 BUSY_TIMEOUT_MS = 10_000
@@ -88,20 +89,73 @@ def make_engine(url: str, *, begin: str | None = None, migrations: bool = False)
     )
 
 
+def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
+    """A pysqlite engine on the same file, for use from worker threads (see ``bridge``)."""
+    parsed = make_url(url).set(drivername="sqlite")
+    engine = create_engine(
+        parsed,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=24,
+        # Every transaction ends in commit or rollback before the connection returns.
+        pool_reset_on_return=None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, foreign_keys=True)
+
+    if begin is not None:
+        begin_sql = f"BEGIN {begin}"
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin_sql)
+
+    return engine
+
+
+def _sqlite_begin(engine: Engine) -> Connection:
+    conn = engine.connect()
+    try:
+        conn.begin()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _sqlite_end(conn: Connection, commit: bool) -> None:
+    try:
+        if commit:
+            conn.commit()
+        else:
+            conn.rollback()
+    finally:
+        conn.close()
+
+
 class Store:
-    """Engines plus the two ways in: :meth:`write` and :meth:`read` transactions."""
+    """Engines plus the two ways in: :meth:`write` and :meth:`read`.
+
+    PostgreSQL runs on asyncpg. SQLite runs on SQLAlchemy's synchronous pysqlite engine with one
+    worker-thread hop per statement (``bridge``): a writer engine whose transactions begin with
+    ``BEGIN IMMEDIATE``, and a reader engine in autocommit, so readers never queue behind the
+    writer and every statement sees committed data.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
+        self._sqlite_writer: Engine | None = None
+        self._sqlite_reader: Engine | None = None
+        self._engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            self.engine = make_engine(url, begin="IMMEDIATE")
-            # Readers never block the writer under WAL. They run without BEGIN: each statement
-            # sees committed data, and a read costs two fewer hops to aiosqlite's thread.
-            self.read_engine = make_engine(url)
+            make_engine(url)  # validates the URL and creates the data directory
+            self._sqlite_writer = _sqlite_sync_engine(url, begin="IMMEDIATE")
+            self._sqlite_reader = _sqlite_sync_engine(url, begin=None)
         else:
-            self.engine = make_engine(url)
-            self.read_engine = self.engine
+            self._engine = make_engine(url)
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
@@ -109,30 +163,62 @@ class Store:
         return self.dialect == "postgresql"
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self) -> AsyncIterator[Conn]:
         """A write transaction; commits on success, rolls back on error."""
-        if self._write_lock is None:
-            async with _translate_errors(), self.engine.begin() as conn:
+        if self._engine is not None:
+            async with _translate_errors(), self._engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, _translate_errors(), self.engine.begin() as conn:
-            yield conn
+        assert self._write_lock is not None and self._sqlite_writer is not None
+        async with self._write_lock, _translate_errors():
+            sync = await self._begin_sqlite_write(self._sqlite_writer)
+            try:
+                yield ThreadConnection(sync)
+            except BaseException:
+                await in_thread(_sqlite_end, sync, False)
+                raise
+            await in_thread(_sqlite_end, sync, True)
+
+    @staticmethod
+    async def _begin_sqlite_write(engine: Engine) -> Connection:
+        """BEGIN IMMEDIATE in a worker thread. If the caller is cancelled meanwhile, the
+        transaction that may still open is rolled back when it does: a leaked one would hold
+        SQLite's write lock for good."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, _sqlite_begin, engine)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+
+            def roll_back(done: asyncio.Future[Connection]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    loop.run_in_executor(None, _sqlite_end, done.result(), False)
+
+            future.add_done_callback(roll_back)
+            raise
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self) -> AsyncIterator[Conn]:
         """A connection for reads. On PostgreSQL a transaction; on SQLite each statement is
         its own snapshot (callers needing several consistent reads use :meth:`write`)."""
-        async with _translate_errors(), self.read_engine.connect() as conn:
-            yield conn
+        if self._engine is not None:
+            async with _translate_errors(), self._engine.connect() as conn:
+                yield conn
+            return
+        assert self._sqlite_reader is not None
+        async with _translate_errors():
+            yield PooledReads(self._sqlite_reader)
 
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
-        await self.engine.dispose()
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        for engine in (self._sqlite_writer, self._sqlite_reader):
+            if engine is not None:
+                await in_thread(engine.dispose)
 
 
 @asynccontextmanager

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import events, row_dict, runs, utcnow
 
 
-async def append(
-    conn: AsyncConnection, run_id: str, type_: str, data: dict[str, Any]
-) -> dict[str, Any]:
+async def append(conn: Conn, run_id: str, type_: str, data: dict[str, Any]) -> dict[str, Any]:
     """Append an event inside the caller's write transaction; returns the stored event.
 
     The per-run counter lives on the run row, so the increment and the insert commit together:
@@ -33,9 +31,7 @@ async def append(
     return {"run_id": run_id, "seq": seq, "type": type_, "data": data, "created_at": now}
 
 
-async def after(
-    conn: AsyncConnection, run_id: str, after_seq: int, limit: int = 1000
-) -> list[dict[str, Any]]:
+async def after(conn: Conn, run_id: str, after_seq: int, limit: int = 1000) -> list[dict[str, Any]]:
     """Events of ``run_id`` with ``seq > after_seq``, in order."""
     rows = await conn.execute(
         select(events.c.run_id, events.c.seq, events.c.type, events.c.data, events.c.created_at)

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import jobs, row_dict, utcnow
 
 
@@ -51,7 +51,7 @@ def backoff(attempt: int, base: float, ceiling: float) -> float:
 
 
 async def enqueue(
-    conn: AsyncConnection,
+    conn: Conn,
     kind: str,
     payload: dict[str, Any],
     *,
@@ -87,7 +87,7 @@ async def enqueue(
 
 
 async def enqueue_many(
-    conn: AsyncConnection, kind: str, payloads: Sequence[dict[str, Any]], *, max_attempts: int = 3
+    conn: Conn, kind: str, payloads: Sequence[dict[str, Any]], *, max_attempts: int = 3
 ) -> None:
     now = utcnow()
     await conn.execute(
@@ -133,7 +133,7 @@ _SETTLE = (
 )
 
 
-async def settle(conn: AsyncConnection, settlements: Sequence[Settlement]) -> None:
+async def settle(conn: Conn, settlements: Sequence[Settlement]) -> None:
     """Write outcomes of attempts; an attempt whose fencing token is stale changes nothing."""
     if not settlements:
         return
@@ -165,7 +165,7 @@ async def settle(conn: AsyncConnection, settlements: Sequence[Settlement]) -> No
 
 
 async def claim(
-    conn: AsyncConnection, owner: str, limit: int, lease_seconds: float, *, postgres: bool
+    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool
 ) -> list[ClaimedJob]:
     """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL)."""
     if limit <= 0:
@@ -206,9 +206,7 @@ async def claim(
     return claimed
 
 
-async def heartbeat(
-    conn: AsyncConnection, owner: str, lease_seconds: float
-) -> dict[int, tuple[int, bool]]:
+async def heartbeat(conn: Conn, owner: str, lease_seconds: float) -> dict[int, tuple[int, bool]]:
     """Extend every lease ``owner`` holds; returns ``{job id: (fencing token, cancel asked)}``."""
     rows = await conn.execute(
         update(jobs)
@@ -228,7 +226,7 @@ class Reaped:
 
 
 async def reap(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     max_stalls: int,
     retry_base: float,
@@ -284,7 +282,7 @@ async def reap(
     return out
 
 
-async def request_cancel(conn: AsyncConnection, job_id: int) -> str | None:
+async def request_cancel(conn: Conn, job_id: int) -> str | None:
     """Cancel a queued job at once, or flag a running one; returns the job's status after."""
     now = utcnow()
     done = await conn.execute(
@@ -303,7 +301,7 @@ async def request_cancel(conn: AsyncConnection, job_id: int) -> str | None:
     return None if status is None else str(status)
 
 
-async def fenced(conn: AsyncConnection, job_id: int, fencing_token: int) -> bool:
+async def fenced(conn: Conn, job_id: int, fencing_token: int) -> bool:
     """True while the attempt holding ``fencing_token`` still owns the job (row locked on PG)."""
     row = (
         await conn.execute(
@@ -313,13 +311,13 @@ async def fenced(conn: AsyncConnection, job_id: int, fencing_token: int) -> bool
     return bool(row and row.fencing_token == fencing_token and row.status == "running")
 
 
-async def get(conn: AsyncConnection, job_id: int) -> dict[str, Any] | None:
+async def get(conn: Conn, job_id: int) -> dict[str, Any] | None:
     row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     return row_dict(row) if row else None
 
 
 async def list_jobs(
-    conn: AsyncConnection, *, limit: int = 100, status: str | None = None
+    conn: Conn, *, limit: int = 100, status: str | None = None
 ) -> list[dict[str, Any]]:
     query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
     if status:
@@ -327,7 +325,7 @@ async def list_jobs(
     return [row_dict(r) for r in await conn.execute(query)]
 
 
-async def counts(conn: AsyncConnection) -> dict[str, int]:
+async def counts(conn: Conn) -> dict[str, int]:
     from sqlalchemy import func
 
     rows = await conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import row_dict, runs, utcnow
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-async def insert_run(conn: AsyncConnection, **values: Any) -> dict[str, Any]:
+async def insert_run(conn: Conn, **values: Any) -> dict[str, Any]:
     now = utcnow()
     row = {
         "status": "queued",
@@ -28,12 +28,12 @@ async def insert_run(conn: AsyncConnection, **values: Any) -> dict[str, Any]:
     return row
 
 
-async def get(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+async def get(conn: Conn, run_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
     return row_dict(row) if row else None
 
 
-async def get_for_update(conn: AsyncConnection, run_id: str) -> dict[str, Any] | None:
+async def get_for_update(conn: Conn, run_id: str) -> dict[str, Any] | None:
     """Read a run and lock its row until the transaction ends (PostgreSQL; SQLite's write lock
     already covers the whole transaction)."""
     row = (await conn.execute(select(runs).where(runs.c.id == run_id).with_for_update())).first()
@@ -41,7 +41,7 @@ async def get_for_update(conn: AsyncConnection, run_id: str) -> dict[str, Any] |
 
 
 async def list_runs(
-    conn: AsyncConnection, *, limit: int = 50, status: str | None = None, kind: str | None = None
+    conn: Conn, *, limit: int = 50, status: str | None = None, kind: str | None = None
 ) -> list[dict[str, Any]]:
     query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
     if status:
@@ -51,14 +51,14 @@ async def list_runs(
     return [row_dict(r) for r in await conn.execute(query)]
 
 
-async def set_fields(conn: AsyncConnection, run_id: str, **values: Any) -> None:
+async def set_fields(conn: Conn, run_id: str, **values: Any) -> None:
     await conn.execute(
         update(runs).where(runs.c.id == run_id).values(updated_at=utcnow(), **values)
     )
 
 
 async def add_usage_totals(
-    conn: AsyncConnection, run_id: str, tokens_in: int, tokens_out: int, cost: float
+    conn: Conn, run_id: str, tokens_in: int, tokens_out: int, cost: float
 ) -> None:
     """Atomic increments: concurrent calls of one run never lose each other's usage."""
     await conn.execute(
