@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
@@ -20,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.postgres import PG_ADMIN_DSN, pg_admin
+
 REPO = Path(__file__).resolve().parents[1]
-PG_ADMIN_DSN = os.environ.get("KYROS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true"}
 
 
@@ -259,32 +259,6 @@ def make_workspace(base: Path) -> Path:
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------
-
-
-def pg_problem() -> str | None:
-    """None if PostgreSQL answers at PG_ADMIN_DSN, else what went wrong."""
-
-    async def probe() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-async def pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def pg_dsn(database: str) -> str:

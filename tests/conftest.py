@@ -23,25 +23,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 os.environ.pop("NO_COLOR", None)  # breaks Textual snapshots (STACK-NOTES)
 
+from tests.support.postgres import PG_ADMIN_DSN, pg_admin
+from tests.support.postgres import pg_problem as pg_problem_now
+
 pytest_plugins = ["tests.support.fixtures"]
 
-PG_ADMIN_DSN = os.environ.get("KYROS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("KYROS_REQUIRE_SERVICES") == "1"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _pg_available() -> str | None:
-    async def probe() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 _PG_PROBLEM: list[str | None] = []
@@ -49,7 +37,7 @@ _PG_PROBLEM: list[str | None] = []
 
 def pg_problem() -> str | None:
     if not _PG_PROBLEM:
-        _PG_PROBLEM.append(_pg_available())
+        _PG_PROBLEM.append(pg_problem_now())
     return _PG_PROBLEM[0]
 
 
@@ -61,16 +49,6 @@ def require_pg() -> None:
                 f"PostgreSQL is required (KYROS_REQUIRE_SERVICES=1) but unreachable: {problem}"
             )
         pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_DSN}: {problem}")
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @contextlib.contextmanager
@@ -101,11 +79,11 @@ def database(kind: str, xdg: dict[str, str]) -> Iterator[str]:
         return
     require_pg()
     name = f"kyros_t_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -237,7 +215,11 @@ def start_daemon(env: dict[str, str], *args: str) -> Daemon:
             start_new_session=True,
         )
     d = Daemon(env=env, proc=proc, socket=p.socket, log=log)
-    d.wait_ready()
+    try:
+        d.wait_ready()
+    except BaseException:
+        d.stop(signal.SIGKILL)  # never leave a half-started daemon behind
+        raise
     return d
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import stat
@@ -30,7 +29,15 @@ from websockets.exceptions import InvalidStatus
 
 from kyros import paths as kpaths
 from kyros import tokens
-from tests.conftest import BACKENDS, Daemon, database, kyros_env, run_cli, xdg_dirs
+from tests.conftest import (
+    BACKENDS,
+    Daemon,
+    database,
+    kyros_env,
+    run_cli,
+    start_daemon,
+    xdg_dirs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -50,28 +57,6 @@ def free_port() -> int:
 
 def sqlite_env(xdg: dict[str, str]) -> dict[str, str]:
     return kyros_env(xdg, KYROS_DATABASE_URL=f"sqlite+aiosqlite:///{xdg['XDG_DATA_HOME']}/k.db")
-
-
-def spawn(env: dict[str, str], *args: str) -> Daemon:
-    """Start `kyros daemon serve`, wait until ready; never leave it running on failure."""
-    p = kpaths.resolve(env)
-    p.state_dir.mkdir(parents=True, exist_ok=True)
-    log = p.state_dir / f"test-daemon-{secrets.token_hex(3)}.log"
-    with log.open("ab") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kyros", "daemon", "serve", *args],
-            env=env,
-            stdout=fh,
-            stderr=fh,
-            start_new_session=True,
-        )
-    d = Daemon(env=env, proc=proc, socket=p.socket, log=log)
-    try:
-        d.wait_ready()
-    except BaseException:
-        d.stop(signal.SIGKILL)
-        raise
-    return d
 
 
 def error_code(r: httpx.Response) -> str | None:
@@ -157,7 +142,7 @@ class TcpDaemon:
 
 def start_tcp(env: dict[str, str]) -> TcpDaemon:
     port = free_port()
-    d = spawn(env, "--listen", f"127.0.0.1:{port}")
+    d = start_daemon(env, "--listen", f"127.0.0.1:{port}")
     td = TcpDaemon(daemon=d, port=port, paths=kpaths.resolve(env))
     try:
         with td.tcp() as c:
@@ -297,7 +282,7 @@ class TestPublicListenWithInsecureNoTls:
         with xdg_dirs() as xdg:
             env = sqlite_env(xdg)
             port = free_port()
-            d = spawn(env, "--listen", f"0.0.0.0:{port}", "--insecure-no-tls")
+            d = start_daemon(env, "--listen", f"0.0.0.0:{port}", "--insecure-no-tls")
             try:
                 yield TcpDaemon(daemon=d, port=port, paths=kpaths.resolve(env))
             finally:
@@ -323,7 +308,7 @@ class TestPublicListenWithInsecureNoTls:
         with socket.socket(socket.AF_UNIX) as s, pytest.raises(ConnectionRefusedError):
             s.connect(str(killed.socket))
 
-        second = spawn(killed.env)
+        second = start_daemon(killed.env)
         try:
             st = second.socket.lstat()
             assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600

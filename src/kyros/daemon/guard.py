@@ -96,13 +96,7 @@ class Guard:
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _refuse(
-                scope,
-                send,
-                413,
-                "payload_too_large",
-                f"request bodies are limited to {self.max_body} bytes",
-            )
+            await self._too_large(scope, send)
             return
         await self._guarded_body(scope, receive, send)
 
@@ -133,13 +127,16 @@ class Guard:
             await self.app(scope, limited_receive, tagged_send)
         except BodyTooLarge:
             if not started:
-                await _refuse(
-                    scope,
-                    send,
-                    413,
-                    "payload_too_large",
-                    f"request bodies are limited to {self.max_body} bytes",
-                )
+                await self._too_large(scope, send)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        await _refuse(
+            scope,
+            send,
+            413,
+            "payload_too_large",
+            f"request bodies are limited to {self.max_body} bytes",
+        )
 
 
 async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
