@@ -173,29 +173,33 @@ def test_d7_reconnecting_reader_gets_no_gap_and_no_duplicate(
         d.stop()
 
 
-def test_cli_follower_survives_a_daemon_restart(xdg: dict[str, str], db_url: str) -> None:
+def test_cli_follower_survives_a_daemon_restart(
+    xdg: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
     env = _env(xdg, db_url)
     d = start_daemon(env)
     run_id = _make_chatter_run(db_url, 3000, pause=0.01)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "kyros", "runs", "events", run_id, "--jsonl"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    out_file, err_file = tmp_path / "out.jsonl", tmp_path / "err.txt"
+    with out_file.open("w") as out_fh, err_file.open("w") as err_fh:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "kyros", "runs", "events", run_id, "--jsonl"],
+            env=env,
+            stdout=out_fh,
+            stderr=err_fh,
+        )
     try:
-        assert follower.stdout is not None
-        first = follower.stdout.readline()  # the follower is connected and streaming
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not out_file.read_text():  # the follower is connected and streaming
+            assert time.monotonic() < deadline and follower.poll() is None, err_file.read_text()
+            time.sleep(0.05)
         d.stop()  # SIGTERM: the chatter job is released back to the queue
         d = start_daemon(env)
-        out, err = follower.communicate(timeout=90)
-        out = first + out
+        follower.wait(timeout=90)
     finally:
         follower.kill()
         d.stop()
-    assert follower.returncode == 0, err
+    assert follower.returncode == 0, err_file.read_text()
+    out = out_file.read_text()
     seqs = [json.loads(line)["seq"] for line in out.splitlines()]
     assert seqs == list(range(1, len(seqs) + 1))
     assert json.loads(out.splitlines()[-1])["type"] == "run.succeeded"
