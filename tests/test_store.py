@@ -105,3 +105,23 @@ async def test_unreachable_database_is_a_clear_error() -> None:
             await store.ping()
     finally:
         await store.close()
+
+
+def test_revision_head_names_the_newest_migration() -> None:
+    from kyros.core.store import revision
+
+    assert migrate.head_revision() == revision.HEAD
+
+
+async def test_current_revision_without_alembic(db_url: str) -> None:
+    from kyros.core.store import revision
+
+    store = Store(db_url)
+    try:
+        async with store.read() as conn:
+            assert await revision.current(conn) is None  # never migrated
+        await migrate.upgrade(db_url)
+        async with store.read() as conn:
+            assert await revision.current(conn) == revision.HEAD
+    finally:
+        await store.close()
