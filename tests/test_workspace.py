@@ -122,8 +122,25 @@ def test_path_match_ranks_first(repo: Path) -> None:
 
     assert ctx.files[0].path == "src/demo/render.py"
     scores = [f.score for f in ctx.files]
-    assert scores == sorted(scores, reverse=True)
-    assert "src/demo/util.py" not in [f.path for f in ctx.files]
+    assert scores == sorted(scores, reverse=True)  # every relevant file before any other
+    by_path = {f.path: f for f in ctx.files}
+    # util.py has nothing to do with the goal: it only fills budget left over, scored 0.
+    assert by_path["src/demo/util.py"].score == 0
+
+
+@needs_git
+def test_irrelevant_files_only_fill_leftover_budget(repo: Path) -> None:
+    goal = "Make the renderer join tokens with commas in render.py"
+    # The smallest budget that admits the relevant file leaves nothing for the others.
+    budget = next(
+        b
+        for b in range(50, 20_000, 25)
+        if [f.path for f in gather_context(repo, goal, b).files][:1] == ["src/demo/render.py"]
+    )
+    tight = gather_context(repo, goal, budget)
+    assert "src/demo/util.py" not in [f.path for f in tight.files]
+    roomy = gather_context(repo, goal, 20_000)
+    assert "src/demo/util.py" in [f.path for f in roomy.files]
 
 
 @needs_git

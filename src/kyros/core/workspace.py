@@ -666,10 +666,11 @@ def _pack_files(
                 continue
             e.content_score = _content_score(head.decode("utf-8", "replace").lower(), terms)
 
-    ranked = sorted(
-        (e for e in candidates if e.score > 0 and e.rel not in binary),
-        key=lambda e: (-e.score, e.rel),
-    )
+    usable = [e for e in candidates if e.rel not in binary]
+    ranked = sorted((e for e in usable if e.score > 0), key=lambda e: (-e.score, e.rel))
+    # Budget left after the relevant files goes to the rest, shallowest first: in a small
+    # repository the model then sees all of the code, not only the files the goal names.
+    ranked += sorted((e for e in usable if e.score <= 0), key=lambda e: (e.rel.count("/"), e.rel))
     files: list[ContextFile] = []
     for e in ranked:
         room = budget.room()
