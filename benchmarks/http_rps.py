@@ -54,7 +54,7 @@ HELLO = textwrap.dedent("""\
         return {"hello": "world"}
 
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="asyncio", http="h11",
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="asyncio", http="httptools",
                 log_level="warning", access_log=False)
 """)
 
@@ -216,6 +216,6 @@ def run() -> list[Result]:
             anchor,
             f"≥ {TARGET:,.0f} req/s",
             value >= TARGET,
-            f"generator: {generator}; both servers on the asyncio loop with h11",
+            f"generator: {generator}; both servers on the asyncio loop with httptools",
         ),
     ]

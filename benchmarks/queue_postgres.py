@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.support.postgres import pg_problem
+
 from benchmarks.common import (
     Result,
     log,
     pg_database,
     pg_dsn,
-    pg_problem,
     skipped,
     temp_base,
     xdg_env,

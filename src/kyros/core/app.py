@@ -7,6 +7,7 @@ the last one closed. Everything here is also usable in-process (tests, benchmark
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import threading
@@ -26,6 +27,9 @@ from kyros.errors import KyrosError, NotFound, UsageError
 from kyros.settings import Loaded
 
 log = logging.getLogger("kyros.core")
+
+#: How often committed SQLite WAL pages are checkpointed into the database file.
+CHECKPOINT_SECONDS = 2.0
 
 
 def _resolve(future: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -118,6 +122,7 @@ class Core:
         async with self.store.write() as conn:
             await agents_repo.ensure_builtin(conn)
         self.pool.start()
+        self._maintenance = asyncio.create_task(self._maintain(), name="kyros-store-maintenance")
         if warm_backend:
             self._warm = asyncio.create_task(self._warm_backend(), name="kyros-warm-ai")
 
@@ -141,8 +146,20 @@ class Core:
             self.backend_error = f"{type(exc).__name__}: {exc}"
             log.error("AI backend failed to load: %s", self.backend_error)
 
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                await self.store.checkpoint()
+            except KyrosError as exc:
+                log.warning("store checkpoint failed: %s", exc.message)
+
     async def stop(self) -> None:
         await self.pool.stop()
+        self._maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KyrosError):
+            await self._maintenance
+            await self.store.checkpoint()
         await self.store.close()
 
     async def readiness(self) -> dict[str, dict[str, Any]]:

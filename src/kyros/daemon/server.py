@@ -16,7 +16,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,8 @@ from kyros.paths import UnsafeDirectory, ensure_private_dir, write_private_file
 from kyros.settings import Loaded
 
 log = logging.getLogger("kyros.daemon")
+
+GIL_SWITCH_SECONDS = 0.0005
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (the daemon's request path is mostly event-loop overhead)."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
 def _http_impl() -> str:
@@ -187,8 +181,12 @@ def serve(loaded: Loaded, tcp: TcpOptions | None = None) -> None:
                 }
             ),
         )
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(loaded, unix_sock, tcp_sock, tcp))
+        # SQLite and socket calls release the GIL; with the default 5 ms switch interval the
+        # event loop then often waits that long to get it back. Measured on GET /v1/runs/{id}
+        # (wrk, 32 connections, 2 cores): 790 req/s at 5 ms, 1,060 at 0.5 ms. (uvloop was
+        # tried too: no gain on /healthz and half the rate on this route.)
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        asyncio.run(_run(loaded, unix_sock, tcp_sock, tcp))
     # Everything is flushed and closed; skip the interpreter's teardown of litellm's thousands
     # of modules (~2 s) so `kyros daemon stop` returns promptly.
     logging.shutdown()

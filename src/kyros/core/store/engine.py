@@ -19,13 +19,15 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from kyros.core.store.bridge import Conn, PooledReads, ThreadConnection, in_thread
+from kyros.core.store.bridge import Conn, InlineConnection, PooledReads, in_thread
 from kyros.errors import StoreUnavailable, UsageError
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-def _sqlite_pragmas(dbapi_connection: Any, *, foreign_keys: bool) -> None:
+def _sqlite_pragmas(
+    dbapi_connection: Any, *, foreign_keys: bool, checkpoint_manually: bool = False
+) -> None:
     # Autocommit at the driver level: SQLAlchemy's "begin" listener below issues BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -33,6 +35,10 @@ def _sqlite_pragmas(dbapi_connection: Any, *, foreign_keys: bool) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    if checkpoint_manually:
+        # Commits run on the event loop; an automatic checkpoint would fsync there. The store
+        # checkpoints from a worker thread instead (Store.checkpoint).
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -103,7 +109,7 @@ def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_connection, foreign_keys=True)
+        _sqlite_pragmas(dbapi_connection, foreign_keys=True, checkpoint_manually=True)
 
     if begin is not None:
         begin_sql = f"BEGIN {begin}"
@@ -119,6 +125,31 @@ def _sqlite_begin(engine: Engine) -> Connection:
     conn = engine.connect()
     try:
         conn.begin()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _sqlite_begin_now(engine: Engine) -> Connection | None:
+    """BEGIN IMMEDIATE without waiting: None if another process holds the write lock."""
+    conn = engine.connect()
+    # The timeout is set on the driver's connection: through SQLAlchemy the PRAGMA would
+    # itself autobegin the transaction.
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.begin()
+        except OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            conn.rollback()
+            conn.close()
+            return None
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except BaseException:
         conn.close()
         raise
@@ -171,13 +202,18 @@ class Store:
             return
         assert self._write_lock is not None and self._sqlite_writer is not None
         async with self._write_lock, _translate_errors():
-            sync = await self._begin_sqlite_write(self._sqlite_writer)
+            # Inline first: once BEGIN IMMEDIATE holds the write lock, WAL lets every statement
+            # and the COMMIT finish without waiting on anyone, so only BEGIN may block - and
+            # only on another process. Then (and only then) it waits in a worker thread.
+            sync = _sqlite_begin_now(self._sqlite_writer)
+            if sync is None:
+                sync = await self._begin_sqlite_write(self._sqlite_writer)
             try:
-                yield ThreadConnection(sync)
+                yield InlineConnection(sync)
             except BaseException:
-                await in_thread(_sqlite_end, sync, False)
+                _sqlite_end(sync, False)
                 raise
-            await in_thread(_sqlite_end, sync, True)
+            _sqlite_end(sync, True)
 
     @staticmethod
     async def _begin_sqlite_write(engine: Engine) -> Connection:
@@ -208,6 +244,20 @@ class Store:
         assert self._sqlite_reader is not None
         async with _translate_errors():
             yield PooledReads(self._sqlite_reader)
+
+    async def checkpoint(self) -> None:
+        """Move committed WAL pages into the database file (SQLite; a no-op elsewhere). Runs in a
+        worker thread: it may fsync. PASSIVE never blocks readers or writers."""
+        if self._sqlite_reader is None:
+            return
+        engine = self._sqlite_reader  # autocommit: a checkpoint cannot run inside a transaction
+
+        def run() -> None:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+        async with _translate_errors():
+            await in_thread(run)
 
     async def ping(self) -> None:
         async with self.read() as conn:
