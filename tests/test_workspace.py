@@ -321,7 +321,7 @@ def test_negative_budget_is_invalid_input(tmp_path: Path) -> None:
 
 
 def test_listing_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workspace, "MAX_LISTED_FILES", 50)
+    monkeypatch.setattr(workspace.model, "MAX_LISTED_FILES", 50)
     for i in range(120):
         _write(tmp_path, f"m{i:03}.py", "")
     ctx = gather_context(tmp_path, "goal", 100_000)
