@@ -164,31 +164,26 @@ async def settle(conn: Conn, settlements: Sequence[Settlement]) -> None:
     await conn.execute(_SETTLE, params)
 
 
-async def claim(
-    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool
-) -> list[ClaimedJob]:
-    """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL)."""
-    if limit <= 0:
-        return []
-    now = utcnow()
+def _claim_statement(postgres: bool) -> Any:
+    # Built once: a statement object keeps its cache key, so each claim only binds values.
     candidates = (
         select(jobs.c.id)
-        .where(jobs.c.status == "queued", jobs.c.run_at <= now)
+        .where(jobs.c.status == "queued", jobs.c.run_at <= bindparam("c_now"))
         .order_by(jobs.c.priority, jobs.c.id)
-        .limit(limit)
+        .limit(bindparam("c_limit"))
     )
     if postgres:
         candidates = candidates.with_for_update(skip_locked=True)
-    rows = await conn.execute(
+    return (
         update(jobs)
         .where(jobs.c.id.in_(candidates.scalar_subquery()))
         .values(
             status="running",
             attempts=jobs.c.attempts + 1,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_owner=bindparam("c_owner"),
+            lease_expires_at=bindparam("c_expires", type_=jobs.c.lease_expires_at.type),
             fencing_token=jobs.c.fencing_token + 1,
-            updated_at=now,
+            updated_at=bindparam("c_updated", type_=jobs.c.updated_at.type),
         )
         .returning(
             jobs.c.id,
@@ -200,6 +195,28 @@ async def claim(
             jobs.c.stalls,
             jobs.c.fencing_token,
         )
+    )
+
+
+_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+
+
+async def claim(
+    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool
+) -> list[ClaimedJob]:
+    """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL)."""
+    if limit <= 0:
+        return []
+    now = utcnow()
+    rows = await conn.execute(
+        _CLAIM[postgres],
+        {
+            "c_now": now,
+            "c_limit": limit,
+            "c_owner": owner,
+            "c_expires": now + timedelta(seconds=lease_seconds),
+            "c_updated": now,
+        },
     )
     claimed = [ClaimedJob(**row_dict(r)) for r in rows]
     claimed.sort(key=lambda j: j.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import row_dict, runs, utcnow
@@ -28,8 +28,11 @@ async def insert_run(conn: Conn, **values: Any) -> dict[str, Any]:
     return row
 
 
+_GET = select(runs).where(runs.c.id == bindparam("r_id"))  # built once: keeps its cache key
+
+
 async def get(conn: Conn, run_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+    row = (await conn.execute(_GET, {"r_id": run_id})).first()
     return row_dict(row) if row else None
 
 
