@@ -360,3 +360,14 @@ def test_three_thousand_files_gather_quickly(tmp_path: Path, use_git: bool) -> N
     assert ctx.files[0].path == "src/pkg07/session_store.py"
     assert ctx.tokens <= 8_000
     assert elapsed < 1.0, f"gathering took {elapsed:.3f}s"
+
+
+def test_git_gets_no_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kyros.core.workspace.listing import _git_env
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sentinel-for-git")
+    monkeypatch.setenv("KYROS_TOKEN", "kyt_sentinel_for_git")
+    monkeypatch.setenv("GIT_DIR", "/elsewhere")
+    env = _git_env()
+    assert "sk-sentinel-for-git" not in env.values() and "kyt_sentinel_for_git" not in env.values()
+    assert "GIT_DIR" not in env and env["PATH"]

@@ -24,10 +24,14 @@ from kyros.core.workspace.model import (
 # --- listing -------------------------------------------------------------------------------------
 
 
+#: The only variables git is given: secrets in the daemon's environment (provider keys, tokens)
+#: never reach a child process, and GIT_DIR, GIT_WORK_TREE, GIT_CONFIG_* and friends, which
+#: would point git elsewhere than the workspace, are dropped with everything else.
+_GIT_ENV_ALLOWED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
+
+
 def _git_env() -> dict[str, str]:
-    # GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, GIT_CONFIG_* and friends would point git somewhere
-    # other than the workspace; drop them all.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: os.environ[k] for k in _GIT_ENV_ALLOWED if k in os.environ}
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_OPTIONAL_LOCKS"] = "0"  # a read must not take index.lock
     return env
