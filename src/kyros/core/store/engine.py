@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
@@ -182,7 +183,9 @@ class Store:
         self._sqlite_reader: Engine | None = None
         self._engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            make_engine(url)  # validates the URL and creates the data directory
+            database = make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._sqlite_writer = _sqlite_sync_engine(url, begin="IMMEDIATE")
             self._sqlite_reader = _sqlite_sync_engine(url, begin=None)
         else:
