@@ -59,6 +59,11 @@ class RunStatus(StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+#: Statuses a run never leaves, and the event type that announces each; nothing follows it.
+TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
+FINAL_EVENT_TYPES = frozenset(f"run.{status}" for status in TERMINAL_STATUSES)
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

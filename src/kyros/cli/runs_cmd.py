@@ -63,10 +63,11 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
         print_json(run)
         return
     from kyros.cli.run_cmd import show_result
+    from kyros.protocol import TERMINAL_STATUSES
 
     typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     typer.echo(f"goal: {run['goal']}")
-    if run["status"] in ("succeeded", "failed", "cancelled"):
+    if run["status"] in TERMINAL_STATUSES:
         show_result(run)
 
 

@@ -12,10 +12,9 @@ import httpx
 from kyros import API_VERSION, __version__
 from kyros.client.discovery import DaemonTarget
 from kyros.errors import DaemonUnreachable, KyrosError, VersionSkew, from_payload
+from kyros.protocol import FINAL_EVENT_TYPES
 
 _TRANSPORT_ERRORS = (httpx.TransportError,)
-#: Event types after which a run emits nothing more.
-FINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 
 
 class Client:
@@ -136,7 +135,7 @@ class Client:
                         continue
                     last = event["seq"]
                     yield event
-                    if event["type"] in FINAL_EVENTS:
+                    if event["type"] in FINAL_EVENT_TYPES:
                         return
                 if not follow:
                     return

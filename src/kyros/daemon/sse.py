@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from kyros.core.app import Core
+from kyros.protocol import FINAL_EVENT_TYPES, TERMINAL_STATUSES
 
-FINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 KEEPALIVE_SECONDS = 15.0
 WAKE_SECONDS = 1.0
 PAGE = 500
@@ -45,7 +45,7 @@ async def event_stream(
             for event in page:
                 yield format_event(event)
                 sent = event["seq"]
-                if event["type"] in FINAL_EVENTS:
+                if event["type"] in FINAL_EVENT_TYPES:
                     return
             if len(page) == PAGE:
                 continue
@@ -53,10 +53,7 @@ async def event_stream(
                 return
             if not page:
                 run = await core.runs.get(run_id)
-                if (
-                    run["status"] in ("succeeded", "failed", "cancelled")
-                    and run["last_seq"] <= sent
-                ):
+                if run["status"] in TERMINAL_STATUSES and run["last_seq"] <= sent:
                     yield END_FINISHED
                     return
             sub.overflowed = False
@@ -79,5 +76,5 @@ async def event_stream(
                     continue  # already sent from the store
                 yield format_event(live)
                 sent = live["seq"]
-                if live["type"] in FINAL_EVENTS:
+                if live["type"] in FINAL_EVENT_TYPES:
                     return

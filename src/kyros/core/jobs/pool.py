@@ -64,7 +64,6 @@ class WorkerPool:
         self._give_ups: list[tuple[ClaimedJob, str, str]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._last_asked = 0
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -127,7 +126,7 @@ class WorkerPool:
         backoff = 0.05
         while not self._stopping:
             try:
-                claimed = await self._flush_and_claim()
+                claimed, asked = await self._flush_and_claim()
                 backoff = 0.05
                 self.last_error = None
             except StoreUnavailable as exc:
@@ -139,7 +138,6 @@ class WorkerPool:
             for job in claimed:
                 task = asyncio.create_task(self._execute(job), name=f"kyros-job-{job.id}")
                 self._running[job.id] = (job, task)
-            asked = self._last_asked
             free = self.config.workers - len(self._running)
             if claimed and len(claimed) == asked and free > 0:
                 continue  # a full batch: the queue may hold more, claim again right away
@@ -153,11 +151,12 @@ class WorkerPool:
                 # busy pool settles and claims one job per transaction.
                 await asyncio.sleep(BATCH_WINDOW_SECONDS)
 
-    async def _flush_and_claim(self) -> list[ClaimedJob]:
+    async def _flush_and_claim(self, *, claim: bool = True) -> tuple[list[ClaimedJob], int]:
+        """Write finished attempts and claim up to the free slots in one transaction; returns
+        the claimed jobs and how many were asked for."""
         settled, self._settled = self._settled, []
         give_ups, self._give_ups = self._give_ups, []
-        free = 0 if self._stopping else self.config.workers - len(self._running)
-        self._last_asked = free
+        free = self.config.workers - len(self._running) if claim and not self._stopping else 0
         published: list[dict[str, Any]] = []
         try:
             async with self.store.write() as conn:
@@ -180,15 +179,11 @@ class WorkerPool:
             self._give_ups[:0] = give_ups
             raise
         self.bus.publish(published)
-        return claimed
+        return claimed, free
 
     async def _flush(self) -> None:
         if self._settled or self._give_ups:
-            saved, self._stopping = self._stopping, True
-            try:
-                await self._flush_and_claim()
-            finally:
-                self._stopping = saved
+            await self._flush_and_claim(claim=False)
 
     async def _execute(self, job: ClaimedJob) -> None:
         ctx = JobContext(job=job, store=self.store, bus=self.bus)

@@ -22,11 +22,12 @@ from kyros.core.runs.plan_output import (
     plan_instructions,
     render_plan_markdown,
 )
-from kyros.core.runs.service import TERMINAL, RunService
+from kyros.core.runs.service import RunService
 from kyros.core.store import runs as runs_repo
 from kyros.core.store import usage as usage_repo
 from kyros.core.workspace import gather_context, render_context
 from kyros.errors import KyrosError
+from kyros.protocol import TERMINAL_STATUSES
 
 log = logging.getLogger("kyros.runs.plan")
 
@@ -71,7 +72,7 @@ class PlanExecutor:
     async def __call__(self, ctx: JobContext) -> Any:
         run_id = str(ctx.job.payload["run_id"])
         run = await self.runs.get(run_id)
-        if run["status"] in TERMINAL:
+        if run["status"] in TERMINAL_STATUSES:
             return {"skipped": f"run already {run['status']}"}  # at-least-once: redelivery
         async with ctx.store.write() as conn:
             started = await self.runs.transition(

@@ -21,9 +21,9 @@ from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.schema import utcnow
 from kyros.errors import Conflict, InvalidInput, NotFound
+from kyros.protocol import TERMINAL_STATUSES
 
 KINDS_READY = frozenset({"plan"})
-TERMINAL = frozenset(runs_repo.TERMINAL)
 
 
 @dataclass
@@ -128,7 +128,7 @@ class RunService:
         now = utcnow()
         if status == "running":
             fields.setdefault("started_at", now)
-        if status in TERMINAL:
+        if status in TERMINAL_STATUSES:
             fields.setdefault("finished_at", now)
         await runs_repo.set_fields(conn, run_id, status=status, **fields)
         return await events_repo.append(conn, run_id, event_type, {"status": status, **data})
@@ -139,7 +139,7 @@ class RunService:
             run = await runs_repo.get_for_update(conn, run_id)
             if run is None:
                 raise NotFound(f"no run with id {run_id!r}")
-            if run["status"] in TERMINAL:
+            if run["status"] in TERMINAL_STATUSES:
                 raise Conflict(f"run {run_id} already {run['status']}; nothing to cancel")
             job_status = None
             if run.get("job_id") is not None:
@@ -168,7 +168,7 @@ class RunService:
         if run_id is None:
             return []
         run = await runs_repo.get_for_update(conn, run_id)
-        if run is None or run["status"] in TERMINAL:
+        if run is None or run["status"] in TERMINAL_STATUSES:
             return []
         final = "cancelled" if status == "cancelled" else "failed"
         return [

@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 class Conn(Protocol):
-    """What repositories need from a connection: AsyncConnection and ThreadConnection both fit."""
+    """What repositories need from a connection: AsyncConnection, PooledReads and
+    InlineConnection all fit."""
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
 
@@ -42,14 +43,14 @@ class _NoRows:
 def _execute(conn: Connection, statement: Any, parameters: Any) -> Result[Any] | _NoRows:
     result = conn.execute(statement) if parameters is None else conn.execute(statement, parameters)
     if result.returns_rows:
-        # Buffer in the worker thread: the caller reads rows without touching the cursor.
+        # Buffer now: the caller reads rows without touching the cursor.
         return result.freeze()()
     return _NoRows(result.rowcount)
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in the default executor; if cancelled, still wait for it to finish, so the
-    connection is never used by two threads at once or released while a statement runs."""
+    """Run ``fn`` in the default executor; if cancelled, still wait for it to finish, so a
+    connection it uses is never released while a statement runs."""
     future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
     try:
         return await asyncio.shield(future)
@@ -74,8 +75,7 @@ class PooledReads:
 
     Under WAL a reader never waits for a lock, and a typical read costs ~0.1 ms: less than a
     hop to a worker thread (~0.25 ms) and far less than many threads contending for the GIL
-    under concurrent requests (GET /v1/runs/{id}: ~430 req/s through threads). Writes, which
-    can wait on another process's lock, always go through a thread.
+    under concurrent requests (GET /v1/runs/{id}: ~430 req/s through threads).
     """
 
     def __init__(self, engine: Engine) -> None:

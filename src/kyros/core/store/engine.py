@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -43,27 +43,29 @@ def _sqlite_pragmas(
     cursor.close()
 
 
-def make_engine(url: str, *, begin: str | None = None, migrations: bool = False) -> AsyncEngine:
-    """An async engine for ``url``. On SQLite ``begin`` is the BEGIN flavour (``IMMEDIATE``);
-    without it statements autocommit one by one, which is what reads want."""
+def _parse(url: str) -> URL:
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except Exception as exc:
         raise UsageError(f"invalid database URL: {exc}") from None
+
+
+def _ensure_sqlite_dir(parsed: URL) -> None:
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def make_engine(url: str, *, migrations: bool = False) -> AsyncEngine:
+    """An async engine for ``url``: PostgreSQL's for the store, either one for migrations
+    (SQLite's store runs on the synchronous driver, see :class:`Store`)."""
+    parsed = _parse(url)
     kwargs: dict[str, Any] = {}
+    if migrations:
+        from sqlalchemy.pool import NullPool
+
+        kwargs["poolclass"] = NullPool
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if migrations:
-            from sqlalchemy.pool import NullPool
-
-            kwargs["poolclass"] = NullPool
-        else:
-            # Every transaction is ended by commit or rollback before the connection returns;
-            # a reset would cost one more hop to aiosqlite's thread per use.
-            kwargs["pool_reset_on_return"] = None
+        _ensure_sqlite_dir(parsed)
         engine = create_async_engine(url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -71,23 +73,15 @@ def make_engine(url: str, *, begin: str | None = None, migrations: bool = False)
             # Batch migrations recreate tables; with foreign keys on they cascade-delete children.
             _sqlite_pragmas(dbapi_connection, foreign_keys=not migrations)
 
-        if begin is None and not migrations:
-            return engine  # autocommit reads: no BEGIN/ROLLBACK round trips
-        begin_sql = f"BEGIN {begin}" if begin else "BEGIN"
-
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin_sql)
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "asyncpg":
             raise UsageError("PostgreSQL URLs must use the asyncpg driver: postgresql+asyncpg://…")
-        if migrations:
-            from sqlalchemy.pool import NullPool
-
-            kwargs["poolclass"] = NullPool
-        else:
+        if not migrations:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=10)
         return create_async_engine(url, **kwargs)
     raise UsageError(
@@ -170,22 +164,21 @@ def _sqlite_end(conn: Connection, commit: bool) -> None:
 class Store:
     """Engines plus the two ways in: :meth:`write` and :meth:`read`.
 
-    PostgreSQL runs on asyncpg. SQLite runs on SQLAlchemy's synchronous pysqlite engine with one
-    worker-thread hop per statement (``bridge``): a writer engine whose transactions begin with
-    ``BEGIN IMMEDIATE``, and a reader engine in autocommit, so readers never queue behind the
+    PostgreSQL runs on asyncpg. SQLite runs on SQLAlchemy's synchronous pysqlite engine with its
+    statements on the event loop (``bridge``, ADR 0009): a writer engine whose transactions begin
+    with ``BEGIN IMMEDIATE``, and a reader engine in autocommit, so readers never queue behind the
     writer and every statement sees committed data.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.dialect = make_url(url).get_backend_name()
+        parsed = _parse(url)
+        self.dialect = parsed.get_backend_name()
         self._sqlite_writer: Engine | None = None
         self._sqlite_reader: Engine | None = None
         self._engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
-            database = make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _ensure_sqlite_dir(parsed)
             self._sqlite_writer = _sqlite_sync_engine(url, begin="IMMEDIATE")
             self._sqlite_reader = _sqlite_sync_engine(url, begin=None)
         else:

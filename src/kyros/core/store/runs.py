@@ -9,8 +9,6 @@ from sqlalchemy import bindparam, insert, select, update
 from kyros.core.store.bridge import Conn
 from kyros.core.store.schema import row_dict, runs, utcnow
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-
 
 async def insert_run(conn: Conn, **values: Any) -> dict[str, Any]:
     now = utcnow()
