@@ -13,4 +13,5 @@ BENCHMARKS = (
     "http_rps",
     "memory",
     "plan_e2e",
+    "agent_loop",
 )

@@ -6,12 +6,18 @@ daemon loads the backend in the background as it starts, so the first number may
 include part of it.
 Anchor: ``python -c "import litellm; input()"`` with the same offline settings — the floor any
 daemon that calls models through litellm pays. Target: ≤ 300 MB (after warm-up).
+
+Also reported, not judged: the warm number beside a bare interpreter after one streamed litellm
+call (to a ``CustomLLM``, as the demo model is). litellm loads more on its first call, notably
+its tiktoken encoding (~40 MB), with which it counts a streamed call's prompt for its cost
+calculator: that is the floor of a daemon that has made a call.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import time
 
 from benchmarks.common import (
@@ -30,10 +36,41 @@ from benchmarks.common import (
 TARGET_MB = 300.0
 ANCHOR = "python + import litellm"
 
+IMPORT_ONLY = "import litellm; print('ready', flush=True); input()"
+ONE_STREAMED_CALL = textwrap.dedent("""\
+    import asyncio
 
-def litellm_rss(env: dict[str, str]) -> float:
+    import litellm
+    from litellm.llms.custom_llm import CustomLLM
+    from litellm.utils import custom_llm_setup
+
+
+    class Echo(CustomLLM):
+        async def astreaming(self, *args, **kwargs):
+            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            yield {"text": "hi", "is_finished": True, "finish_reason": "stop", "index": 0,
+                   "tool_use": None, "usage": usage}
+
+
+    litellm.custom_provider_map = [{"provider": "echo", "custom_handler": Echo()}]
+    custom_llm_setup()
+
+
+    async def call():
+        messages = [{"role": "user", "content": "hello"}]
+        async for _ in await litellm.acompletion(model="echo/x", messages=messages, stream=True):
+            pass
+
+
+    asyncio.run(call())
+    print("ready", flush=True)
+    input()
+""")
+
+
+def litellm_rss(env: dict[str, str], script: str = IMPORT_ONLY) -> float:
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import litellm; print('ready', flush=True); input()"],
+        [sys.executable, "-c", script],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -61,6 +98,8 @@ def run() -> list[Result]:
         workspace = make_workspace(base)
         anchor = litellm_rss(env)
         log(f"python + import litellm: {anchor:.0f} MB")
+        called = litellm_rss(env, ONE_STREAMED_CALL)
+        log(f"python + litellm, one streamed call: {called:.0f} MB")
         with running_daemon(env) as daemon:
             at_start = rss_mb(daemon.pid)
             with daemon.http() as client:
@@ -90,5 +129,15 @@ def run() -> list[Result]:
             f"≤ {TARGET_MB:.0f} MB",
             warm <= TARGET_MB,
             f"after one demo run + 2 s idle; MB = 10^6 bytes ({warm * 1e6 / 2**20:.0f} MiB)",
+        ),
+        Result(
+            "memory: daemon RSS, backend warm",
+            warm,
+            "MB",
+            "python + litellm after one call",
+            called,
+            "—",
+            None,
+            "the same number beside litellm's floor once it has made a streamed call",
         ),
     ]

@@ -139,6 +139,8 @@ def kyros_env(xdg: dict[str, str], **extra: str) -> dict[str, str]:
     }
     env.update(xdg)
     env.update(extra)
+    # Like a user with this virtualenv active: `python` in an agent's command is this one.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env["PYTHONPATH"] = str(REPO)  # tests.support plugins are importable by the daemon
     return env
 

@@ -51,6 +51,48 @@ async def test_migrations_create_exactly_the_schema(db_url: str) -> None:
     assert again.current == status.current
 
 
+async def test_upgrading_from_0001_keeps_every_row(db_url: str) -> None:
+    """A database made by an older kyros keeps its runs, events and agents through the upgrade."""
+    from sqlalchemy import func, select, text
+
+    from kyros.core.store.schema import events, runs
+
+    await migrate.upgrade(db_url, "0001")
+    old = Store(db_url)
+    try:
+        async with old.write() as conn:
+            # Written as 0001 knew the table: without the columns 0002 adds.
+            await conn.execute(
+                text(
+                    "INSERT INTO runs (id, kind, status, goal, workspace, tokens_in, tokens_out,"
+                    " cost, last_seq, created_at, updated_at) VALUES ('r_old', 'plan',"
+                    " 'succeeded', 'g', '/tmp', 1, 2, 0.5, 1, :now, :now)"
+                ),
+                {"now": datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO events (run_id, seq, type, data, created_at)"
+                    " VALUES ('r_old', 1, 'run.queued', '{}', :now)"
+                ),
+                {"now": datetime(2026, 1, 1)},
+            )
+    finally:
+        await old.close()
+    status = await migrate.upgrade(db_url)
+    assert status.current == "0002"
+    new = Store(db_url)
+    try:
+        async with new.read() as conn:
+            run = await runs_repo.get(conn, "r_old")
+            count = (await conn.execute(select(func.count()).select_from(events))).scalar()
+            params = (await conn.execute(select(runs.c.params))).scalars().all()
+    finally:
+        await new.close()
+    assert run is not None and run["cost"] == 0.5 and run["pending"] is None
+    assert count == 1 and params == [None]
+
+
 async def test_datetimes_come_back_utc_aware(store: Store) -> None:
     run_id = await _run(store)
     async with store.read() as conn:

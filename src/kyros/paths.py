@@ -51,6 +51,11 @@ class Paths:
         return self.data_dir / "kyros.db"
 
     @property
+    def sandboxes(self) -> Path:
+        """Where implement runs work: one git worktree (or copy) per run."""
+        return self.data_dir / "worktrees"
+
+    @property
     def config_file(self) -> Path:
         return self.config_dir / "config.toml"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -98,14 +98,41 @@ class Plan(BaseModel):
 # --- runs ----------------------------------------------------------------------------------------
 
 
+#: The largest diff a critic run accepts inline (the request body cap is 1 MiB).
+MAX_DIFF_CHARS = 900 * 1024
+RunRef = Annotated[CleanStr, Field(min_length=1, max_length=64)]
+Stage = Literal["plan", "implement", "critic"]
+
+
 class RunCreate(_Wire):
-    """Body of ``POST /v1/runs/{kind}``."""
+    """Body of ``POST /v1/runs/{kind}``. Kind-specific fields are refused by other kinds."""
 
     goal: Goal
     workspace: PathStr
     model: Name | None = None
     api_base: Annotated[CleanStr, Field(max_length=2048)] | None = None
     agent: Name | None = None
+    #: implement: follow this plan run's plan.
+    plan_run: RunRef | None = None
+    #: critic: what to review — a run's diff, a diff given inline, or a git range ``A..B``.
+    target_run: RunRef | None = None
+    diff: Annotated[CleanStr, Field(max_length=MAX_DIFF_CHARS)] | None = None
+    range: Annotated[CleanStr, Field(max_length=512)] | None = None
+    #: pipeline: stop after this stage.
+    until: Stage | None = None
+    #: Continue the conversation of this run (its thread) instead of starting a new one.
+    continue_run: RunRef | None = None
+    #: A spending cap for this run in USD, checked before every model call.
+    budget: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+
+
+class Approval(_Wire):
+    """Body of ``POST /v1/runs/{id}/approve``: the human's answer to the pending action."""
+
+    approve: bool
+    #: Also approve every later action of the same class (write / command) in this run.
+    always: bool = False
+    reason: Annotated[CleanStr, Field(max_length=4096)] | None = None
 
 
 class Run(BaseModel):
@@ -125,6 +152,8 @@ class Run(BaseModel):
     parent_id: str | None = None
     thread_id: str | None = None
     last_seq: int = 0
+    params: dict[str, Any] | None = None
+    pending: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -133,6 +162,58 @@ class Run(BaseModel):
 
 class RunList(BaseModel):
     runs: list[Run]
+
+
+class Finding(BaseModel):
+    severity: Literal["info", "minor", "major", "critical"]
+    file: str | None = None
+    line: int | None = None
+    message: str
+
+
+class Assessment(BaseModel):
+    """A critic's verdict on a change."""
+
+    id: int
+    run_id: str
+    target_run_id: str | None = None
+    score: int
+    verdict: Literal["pass", "revise", "fail"]
+    summary: str | None = None
+    findings: list[Finding]
+    model: str | None = None
+    created_at: datetime
+
+
+class Escalation(BaseModel):
+    """One step of what happened after quality fell short."""
+
+    id: int
+    run_id: str
+    step: int
+    action: str
+    reason: str
+    assessment_id: int | None = None
+    child_run_id: str | None = None
+    detail: dict[str, Any] | None = None
+    created_at: datetime
+
+
+class RunReview(BaseModel):
+    """A run's child runs, quality assessments and escalation steps."""
+
+    children: list[Run]
+    assessments: list[Assessment]
+    escalations: list[Escalation]
+
+
+class Applied(BaseModel):
+    """What ``POST /v1/runs/{id}/apply`` changed in the user's tree."""
+
+    run_id: str
+    workspace: str
+    files: list[str]
+    summary: str
 
 
 class Event(BaseModel):
@@ -177,6 +258,57 @@ class AgentStatus(BaseModel):
 
 class AgentStatusList(BaseModel):
     agents: list[AgentStatus]
+
+
+Policy = Literal["read-only", "ask", "auto", "full"]
+ToolClass = Literal["read", "write", "command"]
+
+
+class AgentLimits(_Wire):
+    max_turns: Annotated[int, Field(ge=1, le=10_000)] = 40
+    max_tool_calls: Annotated[int, Field(ge=0, le=100_000)] = 120
+    wall_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800
+    budget: Annotated[float, Field(ge=0)] | None = None
+    allowed_commands: list[Annotated[CleanStr, Field(min_length=1, max_length=256)]] | None = None
+
+
+class EscalationPolicy(_Wire):
+    max_revisions: Annotated[int, Field(ge=0, le=20)] = 2
+    stronger_model: Name | None = None
+    human: bool = True
+
+
+class AgentSpec(_Wire):
+    """Body of ``POST /v1/agents`` (all fields) and ``PATCH /v1/agents/{name}`` (any)."""
+
+    name: Annotated[CleanStr, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] | None = None
+    role: Literal["plan", "implement", "critic", "custom"] | None = None
+    model: Name | None = None
+    system_prompt: Annotated[CleanStr, Field(max_length=MAX_GOAL_CHARS)] | None = None
+    tools: list[ToolClass] | None = None
+    approval_policy: Policy | None = None
+    limits: AgentLimits | None = None
+    escalation: EscalationPolicy | None = None
+    paused: bool | None = None
+
+
+class Agent(BaseModel):
+    name: str
+    role: str
+    model: str | None = None
+    system_prompt: str | None = None
+    tools: list[str]
+    approval_policy: str
+    limits: dict[str, Any]
+    escalation: dict[str, Any]
+    paused: bool = False
+    builtin: bool = False
+    status: str = "idle"
+    current_run: str | None = None
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]
 
 
 # --- daemon --------------------------------------------------------------------------------------

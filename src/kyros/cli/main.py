@@ -15,8 +15,12 @@ from kyros.cli.state import GLOBALS
 #: Command groups, imported only when one of them runs (or for the reference docs): `kyros
 #: --help` and every shell-completion request then load Typer and this module alone.
 LAZY_GROUPS: dict[str, tuple[str, str]] = {
-    "run": ("kyros.cli.run_cmd", "Start a run: plan now; implement and critic come next."),
-    "runs": ("kyros.cli.runs_cmd", "List, inspect, follow and cancel runs."),
+    "run": (
+        "kyros.cli.run_cmd",
+        "Start a run (plan, implement, critic, pipeline); approve, deny or apply one.",
+    ),
+    "runs": ("kyros.cli.runs_cmd", "List, inspect, follow, diff and cancel runs."),
+    "agents": ("kyros.cli.agents_cmd", "List, inspect, add, edit and remove agents."),
     "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
     "db": ("kyros.cli.db_cmd", "Store migrations."),
     "config": ("kyros.cli.config_cmd", "Inspect configuration."),

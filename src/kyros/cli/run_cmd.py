@@ -1,4 +1,4 @@
-"""`kyros run KIND …`: start a run and follow it to the end (or detach)."""
+"""`kyros run KIND …`: start a run and follow it to the end (or detach); answer and apply runs."""
 
 from __future__ import annotations
 
@@ -8,15 +8,67 @@ from typing import Annotated, Any
 
 import typer
 
-from kyros.cli.state import group, print_json, print_jsonl
+from kyros.cli.follow import follow, show_result
+from kyros.cli.state import group, print_json
+from kyros.errors import ExitCode
 
-app = group("Start a run: plan now; implement and critic come next.")
+app = group("Start a run (plan, implement, critic, pipeline); approve, deny or apply one.")
 
-PHASES = {
-    "context": "reading the workspace",
-    "context.done": "workspace read",
-    "model": "asking the model",
-}
+Goal = Annotated[
+    str,
+    typer.Argument(metavar="GOAL", help="What you want done, or '-' to read it from stdin."),
+]
+Workspace = Annotated[
+    Path,
+    typer.Option(
+        "--workspace", "-w", help="Directory to work in.", show_default="current directory"
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model: a litellm id (openai/gpt-4.1-mini, anthropic/…), openai/NAME with "
+        "--api-base, or 'demo' (scripted, no key). Default: the agent's, then the configured one.",
+        show_default=False,
+    ),
+]
+ApiBase = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base",
+        help="Base URL of an OpenAI-compatible server (Ollama, vLLM, LM Studio, a gateway).",
+        show_default=False,
+    ),
+]
+Agent = Annotated[
+    str | None,
+    typer.Option(
+        "--agent", "-a", help="Agent to run as (`kyros agents list`).", show_default=False
+    ),
+]
+Continue = Annotated[
+    str | None,
+    typer.Option("--continue", help="Continue the conversation of this run.", show_default=False),
+]
+Budget = Annotated[
+    float | None,
+    typer.Option("--budget", min=0, help="Spending cap for this run in USD.", show_default=False),
+]
+Detach = Annotated[
+    bool,
+    typer.Option(
+        "--detach", "-d", help="Print the run id and return; the run goes on in the daemon."
+    ),
+]
+JsonOut = Annotated[
+    bool, typer.Option("--json", help="Print the finished run as one JSON document.")
+]
+Jsonl = Annotated[
+    bool, typer.Option("--jsonl", help="Print events as JSON lines while the run works.")
+]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id.")]
 
 
 def _read_goal(goal: str) -> str:
@@ -30,75 +82,31 @@ def _read_goal(goal: str) -> str:
     return text
 
 
-@app.command("plan")
-def plan(
-    goal: Annotated[
-        str,
-        typer.Argument(metavar="GOAL", help="What you want planned, or '-' to read it from stdin."),
-    ],
-    workspace: Annotated[
-        Path,
-        typer.Option(
-            "--workspace", "-w", help="Directory to plan in.", show_default="current directory"
-        ),
-    ] = Path("."),
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Model: a litellm id (openai/gpt-4.1-mini, "
-            "anthropic/…), openai/NAME with --api-base, or 'demo' (scripted, no key).",
-            show_default=False,
-        ),
-    ] = None,
-    api_base: Annotated[
-        str | None,
-        typer.Option(
-            "--api-base",
-            help="Base URL of an OpenAI-compatible server (Ollama, vLLM, LM Studio, a gateway).",
-            show_default=False,
-        ),
-    ] = None,
-    detach: Annotated[
-        bool,
-        typer.Option(
-            "--detach", "-d", help="Print the run id and return; the run goes on in the daemon."
-        ),
-    ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the finished run as one JSON document.")
-    ] = False,
-    jsonl: Annotated[
-        bool, typer.Option("--jsonl", help="Print events as JSON lines while the run works.")
-    ] = False,
-) -> None:
-    """Plan a change: reads the workspace, asks the planner model, prints a structured plan.
-
-    Exit codes: 0 succeeded, 1 failed or cancelled, 2 bad usage or no model configured,
-    3 daemon unreachable, 4 auth.
-
-    Examples:
-
-      kyros run plan "add a --verbose flag"
-
-      echo "split the parser module" | kyros run plan - --json | jq .output.plan.steps
-
-      kyros run plan "…" --model openai/qwen2.5-coder --api-base http://127.0.0.1:11434/v1
-    """
-    if json_out and jsonl:
-        raise typer.BadParameter("choose one of --json and --jsonl")
-    text = _read_goal(goal)
+def _workspace(workspace: Path) -> Path:
     root = workspace.expanduser().resolve()
     if not root.is_dir():
         raise typer.BadParameter(f"{workspace} is not a directory", param_hint="--workspace")
+    return root
+
+
+def _start(
+    kind: str,
+    body: dict[str, Any],
+    *,
+    root: Path,
+    detach: bool,
+    json_out: bool,
+    jsonl: bool,
+    fail_under: int | None = None,
+) -> None:
+    """Create the run, then follow it (or detach) and exit with its outcome's code."""
+    if json_out and jsonl:
+        raise typer.BadParameter("choose one of --json and --jsonl")
     from kyros.cli.state import client, settings
 
     loaded = settings(workspace=root)
     c = client(loaded)
-    run = c.create_run(
-        "plan", {"goal": text, "workspace": str(root), "model": model, "api_base": api_base}
-    )
+    run = c.create_run(kind, {k: v for k, v in body.items() if v is not None})
     if detach:
         if json_out:
             print_json(run)
@@ -123,100 +131,277 @@ def plan(
         print_json(final)
     elif not jsonl:
         show_result(final)
-    raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+    raise typer.Exit(exit_code(final, fail_under))
 
 
-def follow(
-    c: Any, run: dict[str, Any], *, jsonl: bool, quiet: bool, reconnect: float = 30.0
-) -> dict[str, Any]:
-    """Stream the run's events until its final one; show progress on a terminal."""
-    progress = None if (jsonl or quiet or not sys.stderr.isatty()) else _Progress(run)
+def exit_code(run: dict[str, Any], fail_under: int | None = None) -> int:
+    """A run's outcome as the process exit code (a critic's score can fail it)."""
+    if run["status"] == "needs_approval":
+        return ExitCode.NEEDS_APPROVAL
+    if run["status"] != "succeeded":
+        return ExitCode.RUN_FAILED
+    if fail_under is not None:
+        assessment = (run.get("output") or {}).get("assessment") or {}
+        if int(assessment.get("score", 0)) < fail_under:
+            return ExitCode.RUN_FAILED
+    return ExitCode.OK
+
+
+@app.command("plan")
+def plan(
+    goal: Goal,
+    workspace: Workspace = Path("."),
+    model: Model = None,
+    api_base: ApiBase = None,
+    agent: Agent = None,
+    continue_run: Continue = None,
+    budget: Budget = None,
+    detach: Detach = False,
+    json_out: JsonOut = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """Plan a change: reads the workspace, asks the planner model, prints a structured plan.
+
+    Exit codes (every `run` command): 0 succeeded, 1 failed or cancelled, 2 bad usage or no
+    model configured, 3 daemon unreachable, 4 auth, 5 waiting for approval.
+
+    Examples:
+
+      kyros run plan "add a --verbose flag"
+
+      echo "split the parser module" | kyros run plan - --json | jq .output.plan.steps
+
+      kyros run plan "…" --model openai/qwen2.5-coder --api-base http://127.0.0.1:11434/v1
+    """
+    root = _workspace(workspace)
+    body = {
+        "goal": _read_goal(goal),
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "continue_run": continue_run,
+        "budget": budget,
+    }
+    _start("plan", body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+
+
+@app.command("implement")
+def implement(
+    goal: Goal,
+    workspace: Workspace = Path("."),
+    plan_run: Annotated[
+        str | None,
+        typer.Option("--plan", help="Follow the plan of this plan run.", show_default=False),
+    ] = None,
+    model: Model = None,
+    api_base: ApiBase = None,
+    agent: Agent = None,
+    continue_run: Continue = None,
+    budget: Budget = None,
+    detach: Detach = False,
+    json_out: JsonOut = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """Change the code: an agent with file and shell tools works in a git worktree on branch
+    kyros/RUN (a copy outside git) — never in your checkout. The result is a diff:
+    `kyros runs diff RUN` shows it, `kyros run apply RUN` brings it into your tree.
+
+    Examples:
+
+      kyros run implement "make test_parse pass"
+
+      kyros run implement "do it" --plan r_0123 --agent careful
+    """
+    root = _workspace(workspace)
+    body = {
+        "goal": _read_goal(goal),
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "plan_run": plan_run,
+        "continue_run": continue_run,
+        "budget": budget,
+    }
+    _start("implement", body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+
+
+@app.command("critic")
+def critic(
+    run: Annotated[
+        str | None, typer.Option("--run", help="Review this run's diff.", show_default=False)
+    ] = None,
+    diff: Annotated[
+        Path | None,
+        typer.Option("--diff", help="Review this diff file ('-' for stdin).", show_default=False),
+    ] = None,
+    range_: Annotated[
+        str | None,
+        typer.Option(
+            "--range", help="Review a git range A..B of the workspace.", show_default=False
+        ),
+    ] = None,
+    goal: Annotated[
+        str, typer.Option("--goal", help="What the change was meant to do.")
+    ] = "Review this change.",
+    fail_under: Annotated[
+        int | None,
+        typer.Option(
+            "--fail-under",
+            min=0,
+            max=100,
+            help="Exit 1 if the score is below N (for CI).",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: Workspace = Path("."),
+    model: Model = None,
+    api_base: ApiBase = None,
+    agent: Agent = None,
+    detach: Detach = False,
+    json_out: JsonOut = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """Review a change with a second model (by default one of another provider family than the
+    implementer's, when one is configured) and store a quality assessment: a score 0-100, a
+    verdict (pass, revise, fail) and findings.
+
+    Examples:
+
+      kyros run critic --run r_0123
+
+      git diff main | kyros run critic --diff - --fail-under 70
+    """
+    chosen = [x for x in (run, diff, range_) if x is not None]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --run, --diff, --range")
+    text = None
+    if diff is not None:
+        text = sys.stdin.read() if str(diff) == "-" else _read_file(diff)
+    root = _workspace(workspace)
+    body = {
+        "goal": goal,
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "target_run": run,
+        "diff": text,
+        "range": range_,
+    }
+    _start(
+        "critic",
+        body,
+        root=root,
+        detach=detach,
+        json_out=json_out,
+        jsonl=jsonl,
+        fail_under=fail_under,
+    )
+
+
+def _read_file(path: Path) -> str:
     try:
-        for event in c.events(run["id"], reconnect_for=reconnect):
-            if jsonl:
-                print_jsonl(event)
-            elif progress is not None:
-                progress.update(event)
-            elif not quiet:
-                _plain_progress(event)
-    finally:
-        if progress is not None:
-            progress.stop()
-    return dict(c.run(run["id"]))
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--diff") from None
 
 
-def _plain_progress(event: dict[str, Any]) -> None:
-    kind, data = event["type"], event["data"]
-    if kind == "progress":
-        sys.stderr.write(f"kyros: {PHASES.get(data.get('phase'), data.get('phase'))}\n")
-    elif kind == "plan.invalid":
-        sys.stderr.write(f"kyros: the plan was invalid ({data.get('error')}); asking again\n")
-    elif kind in ("run.failed", "run.cancelled"):
-        sys.stderr.write(f"kyros: {kind.split('.')[1]}: {data.get('reason')}\n")
+@app.command("pipeline")
+def pipeline(
+    goal: Goal,
+    workspace: Workspace = Path("."),
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Stop after this stage: plan, implement or critic.", show_default=False
+        ),
+    ] = None,
+    model: Model = None,
+    api_base: ApiBase = None,
+    agent: Agent = None,
+    budget: Budget = None,
+    detach: Detach = False,
+    json_out: JsonOut = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """Plan, implement, then gate on a critic's review — revising with the findings, trying a
+    stronger model, then asking a human, as the implementer agent's escalation policy says.
+
+    Exit code: 0 when the change passed (or a human accepted it), 1 when it failed, 5 while it
+    waits for a human.
+
+    Example:
+
+      kyros run pipeline "make the failing test pass" && kyros run apply RUN
+    """
+    if until is not None and until not in ("plan", "implement", "critic"):
+        raise typer.BadParameter("must be plan, implement or critic", param_hint="--until")
+    root = _workspace(workspace)
+    body = {
+        "goal": _read_goal(goal),
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "until": until,
+        "budget": budget,
+    }
+    _start("pipeline", body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
 
 
-class _Progress:
-    """A one-line live status on stderr: phase, tokens streamed, elapsed time."""
+def _answer(run_id: str, approve: bool, always: bool, reason: str | None, json_out: bool) -> None:
+    from kyros.cli.state import client
 
-    def __init__(self, run: dict[str, Any]) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
-        self.chars = 0
-        self.phase = "queued"
-        self.status = self.console.status(self._text(), spinner="dots")
-        self.status.start()
-        self.run_id = run["id"]
-
-    def _text(self) -> str:
-        tokens = f" · ~{self.chars // 4} tokens" if self.chars else ""
-        return f"{self.phase}{tokens}"
-
-    def update(self, event: dict[str, Any]) -> None:
-        kind, data = event["type"], event["data"]
-        if kind == "run.started":
-            self.phase = "started"
-        elif kind == "progress":
-            phase = data.get("phase")
-            self.phase = PHASES.get(phase, phase)
-            if phase == "context.done":
-                self.console.print(
-                    f"[dim]read {data.get('files')} files "
-                    f"(~{data.get('tokens')} tokens of context)[/dim]"
-                )
-            if phase == "model":
-                self.phase = f"asking {data.get('model')}"
-        elif kind == "model.delta":
-            self.chars += len(data.get("text", ""))
-        elif kind == "plan.invalid":
-            self.console.print(f"[yellow]plan invalid ({data.get('error')}); asking again[/yellow]")
-            self.chars = 0
-        self.status.update(self._text())
-
-    def stop(self) -> None:
-        self.status.stop()
-
-
-def show_result(run: dict[str, Any]) -> None:
-    from rich.markdown import Markdown
-
-    from kyros.cli.state import stderr_console, stdout_console
-
-    out, err = stdout_console(), stderr_console()
-    if run["status"] == "succeeded":
-        output = run.get("output") or {}
-        if output.get("note"):
-            err.print(f"[bold yellow]{output['note']}[/bold yellow]")
-        markdown = output.get("markdown") or ""
-        if sys.stdout.isatty():
-            out.print(Markdown(markdown))
-        else:
-            sys.stdout.write(markdown + "\n")
-        cost = run.get("cost") or 0.0
-        err.print(
-            f"[dim]run {run['id']} · {run.get('model')} · "
-            f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens · "
-            f"${cost:.4f}[/dim]"
-        )
+    run = client().approve(run_id, approve=approve, always=always, reason=reason)
+    if json_out:
+        print_json(run)
     else:
-        err.print(f"[bold red]run {run['id']} {run['status']}[/bold red]: {run.get('error') or ''}")
+        verb = "approved" if approve else "denied"
+        typer.echo(f"{run['id']}: {verb}; the run goes on ({run['status']})")
+
+
+@app.command("approve")
+def approve(
+    run_id: RunArg,
+    always: Annotated[
+        bool,
+        typer.Option("--always", help="Also approve every later action of this kind in the run."),
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="A note for the record.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Approve the action a run waits on (`kyros runs show RUN` shows it)."""
+    _answer(run_id, True, always, reason, json_out)
+
+
+@app.command("deny")
+def deny(
+    run_id: RunArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Told to the model, so it can adapt.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """Deny the action a run waits on; the model is told and goes on (or ends cleanly)."""
+    _answer(run_id, False, False, reason, json_out)
+
+
+@app.command("apply")
+def apply(
+    run_id: RunArg,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Bring an implement run's change (a pipeline's latest) into your working tree.
+
+    Refuses, changing nothing, when a file the change touches has uncommitted edits or the
+    change no longer applies.
+    """
+    from kyros.cli.state import client
+
+    result = client().apply(run_id)
+    if json_out:
+        print_json(result)
+    else:
+        typer.echo(f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}")

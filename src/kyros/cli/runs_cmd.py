@@ -1,4 +1,4 @@
-"""`kyros runs …`: list, inspect, follow and cancel runs."""
+"""`kyros runs …`: list, inspect, follow, diff and cancel runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from kyros.cli.state import client, group, print_json, print_jsonl, settings
 
-app = group("List, inspect, follow and cancel runs.")
+app = group("List, inspect, follow, diff and cancel runs.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -57,18 +57,54 @@ def list_runs(
 
 @app.command("show")
 def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False) -> None:
-    """One run: status, model, usage and its output."""
-    run = client().run(run_id)
+    """One run: status, model, usage, its output, its stages, reviews and escalation steps."""
+    c = client()
+    run = {**c.run(run_id), **c.review(run_id)}
     if json_out:
         print_json(run)
         return
-    from kyros.cli.run_cmd import show_result
+    from kyros.cli.follow import show_result
     from kyros.protocol import TERMINAL_STATUSES
 
     typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     typer.echo(f"goal: {run['goal']}")
-    if run["status"] in TERMINAL_STATUSES:
+    for child in run["children"]:
+        typer.echo(f"  stage {child['kind']:<9} {child['id']}  {child['status']}")
+    for a in run["assessments"]:
+        typer.echo(f"  review {a['verdict']} {a['score']}/100 by {a['model']}: {a['summary']}")
+    for step in run["escalations"]:
+        typer.echo(f"  escalation {step['step']}: {step['action']} — {step['reason']}")
+    if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
         show_result(run)
+
+
+@app.command("diff")
+def diff(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
+    """The change an implement run made (a pipeline's latest), as a unified diff."""
+    c = client()
+    run = c.run(run_id)
+    if run["kind"] == "pipeline":
+        stages = [
+            k
+            for k in c.review(run_id)["children"]
+            if k["kind"] == "implement" and k["status"] == "succeeded"
+        ]
+        if not stages:
+            raise typer.BadParameter(f"pipeline {run_id} has no finished implement stage")
+        run = stages[-1]
+    text = (run.get("output") or {}).get("diff")
+    if text is None:
+        raise typer.BadParameter(f"run {run['id']} ({run['kind']}, {run['status']}) has no diff")
+    import sys
+
+    if sys.stdout.isatty() and text:
+        from rich.syntax import Syntax
+
+        from kyros.cli.state import stdout_console
+
+        stdout_console().print(Syntax(text, "diff", theme="ansi_dark", background_color="default"))
+    else:
+        sys.stdout.write(text)
 
 
 @app.command("events")

@@ -78,7 +78,7 @@ class Client:
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from None
         self._check(response)
-        return response.json()
+        return response.json() if response.content else None
 
     # --- API -------------------------------------------------------------------------------
 
@@ -112,17 +112,51 @@ class Client:
         clean = {k: v for k, v in params.items() if v is not None}
         return list(self.request("GET", "/v1/jobs", params=clean)["jobs"])
 
+    def approve(
+        self, run_id: str, *, approve: bool, always: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        body = {"approve": approve, "always": always, "reason": reason}
+        return dict(self.request("POST", f"/v1/runs/{run_id}/approve", json=body))
+
+    def apply(self, run_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/runs/{run_id}/apply"))
+
+    def review(self, run_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/runs/{run_id}/review"))
+
     def agents_status(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/agents/status")["agents"])
+
+    def agents(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/agents")["agents"])
+
+    def agent(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/agents/{name}"))
+
+    def add_agent(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/agents", json=spec))
+
+    def edit_agent(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("PATCH", f"/v1/agents/{name}", json=changes))
+
+    def remove_agent(self, name: str) -> None:
+        self.request("DELETE", f"/v1/agents/{name}")
 
     def config(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/config")["entries"])
 
     def events(
-        self, run_id: str, *, after: int = 0, follow: bool = True, reconnect_for: float = 30.0
+        self,
+        run_id: str,
+        *,
+        after: int = 0,
+        follow: bool = True,
+        reconnect_for: float = 30.0,
+        stop_on: frozenset[str] = frozenset(),
     ) -> Iterator[dict[str, Any]]:
         """Stream a run's events from ``seq > after``. A dropped connection is resumed with
-        ``Last-Event-ID`` for up to ``reconnect_for`` seconds: no event is lost or repeated."""
+        ``Last-Event-ID`` for up to ``reconnect_for`` seconds: no event is lost or repeated.
+        The stream ends after the run's final event, or after any type in ``stop_on``."""
         last = after
         failing_since: float | None = None
         while True:
@@ -135,7 +169,7 @@ class Client:
                         continue
                     last = event["seq"]
                     yield event
-                    if event["type"] in FINAL_EVENT_TYPES:
+                    if event["type"] in FINAL_EVENT_TYPES or event["type"] in stop_on:
                         return
                 if not follow:
                     return

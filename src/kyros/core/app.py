@@ -13,10 +13,14 @@ import logging
 import threading
 from typing import Any
 
+from kyros.core.agents import AgentService
 from kyros.core.ai.backend import LLMBackend
 from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
+from kyros.core.runs.critic import CriticExecutor
+from kyros.core.runs.implement import ImplementExecutor
+from kyros.core.runs.pipeline import PipelineExecutor
 from kyros.core.runs.plan import PlanExecutor
 from kyros.core.runs.service import RunService
 from kyros.core.store import agents as agents_repo
@@ -92,7 +96,18 @@ class Core:
         self.migrate_on_start = migrate_on_start
         self.backend_error: str | None = None
         register_builtin(self.registry)
+        self.agents = AgentService(self.store)
         self.registry.register("plan", PlanExecutor(self.runs, self.backend))
+        self.registry.register(
+            "implement",
+            ImplementExecutor(
+                self.runs, self.backend, agents=self.agents, sandboxes=loaded.paths.sandboxes
+            ),
+        )
+        self.registry.register("critic", CriticExecutor(self.runs, self.backend))
+        self.registry.register(
+            "pipeline", PipelineExecutor(self.runs, self.backend, agents=self.agents)
+        )
         for module in s.plugins:
             self._load_plugin(module)
 
@@ -190,24 +205,33 @@ class Core:
             return await jobs_repo.list_jobs(conn, limit=limit, status=status)
 
     async def agent_status(self) -> list[dict[str, Any]]:
-        async with self.store.read() as conn:
-            agents = await agents_repo.list_agents(conn)
+        """Every agent with its live status: busy (with its run), paused, offline (its model
+        cannot be called: no key or no model configured) or idle."""
+        agents = await self.agents.list()
         active = await self.runs.list_runs(limit=500, status="running")
         waiting = await self.runs.list_runs(limit=500, status="needs_approval")
         current: dict[str, str] = {}
         for run in active + waiting:
-            current.setdefault(run.get("agent") or "", run["id"])
+            if run["kind"] != "pipeline":
+                current.setdefault(run.get("agent") or "", run["id"])
         out = []
         for agent in agents:
             run_id = current.get(agent["name"])
+            if run_id:
+                status = "busy"
+            elif agent["paused"]:
+                status = "paused"
+            else:
+                try:
+                    self.runs.resolve(agent["model"], None)
+                    status = "idle"
+                except KyrosError:
+                    status = "offline"
             out.append(
                 {
-                    "name": agent["name"],
-                    "role": agent["role"],
+                    **agent,
                     "model": agent["model"] or self.loaded.settings.model,
-                    "status": "busy"
-                    if run_id
-                    else (agent["status"] if agent["status"] == "paused" else "idle"),
+                    "status": status,
                     "current_run": run_id,
                 }
             )

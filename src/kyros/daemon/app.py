@@ -9,10 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from kyros import API_VERSION, __version__
 from kyros.core.app import Core
-from kyros.daemon.routes import health, misc, runs
+from kyros.daemon.routes import agents, health, misc, runs
 from kyros.errors import KyrosError
 
 log = logging.getLogger("kyros.daemon")
@@ -22,6 +23,17 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, "detail": detail}}, status)
+
+
+def _kyros_error_response(exc: KyrosError) -> JSONResponse:
+    if exc.http_status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return _error(exc.http_status, exc.code, exc.message, exc.detail)
+
+
+def _crash_response(exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in a request", exc_info=exc)
+    return _error(500, "internal", f"internal error ({type(exc).__name__}); see the daemon log")
 
 
 def _clean_validation(errors: list[Any]) -> list[dict[str, Any]]:
@@ -49,9 +61,7 @@ def create_app(core: Core) -> FastAPI:
 
     @app.exception_handler(KyrosError)
     async def _kyros_error(_: Request, exc: KyrosError) -> JSONResponse:
-        if exc.http_status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return _error(exc.http_status, exc.code, exc.message, exc.detail)
+        return _kyros_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,10 +77,79 @@ def create_app(core: Core) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in a request")
-        return _error(500, "internal", f"internal error ({type(exc).__name__}); see the daemon log")
+        return _crash_response(exc)
 
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(misc.router)
+    app.include_router(agents.router)
     return app
+
+
+class HotReads:
+    """The daemon's ASGI app: FastAPI, with ``GET /v1/runs/{run_id}`` answered in front of it.
+
+    Clients poll that route, and FastAPI's per-request middleware, routing and dependency
+    solving cost several times the read itself. Here the path is matched as FastAPI's route
+    matches it (one segment after the prefix) and answered by the route's own code
+    (:func:`runs.run_json`), with the same headers and the same error responses; every other
+    request goes to FastAPI, which also still describes the route in the OpenAPI document. The
+    :class:`~kyros.daemon.guard.Guard` wraps this app, so its checks run first.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.state = app.state
+        self.siblings = _run_path_siblings(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(runs.RUN_PATH_PREFIX) and path not in self.siblings:
+                run_id = path[len(runs.RUN_PATH_PREFIX) :]
+                if run_id and "/" not in run_id:
+                    await self._get_run(run_id, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _get_run(self, run_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await runs.run_json(self.state.core, run_id)
+        except KyrosError as exc:
+            await _kyros_error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:
+            await _crash_response(exc)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _run_path_siblings(app: FastAPI) -> frozenset[str]:
+    """The literal paths of other ``GET`` routes with one segment after the runs prefix (they
+    stay FastAPI's). Another route with a parameter there would be shadowed: refused."""
+    literal = set()
+    for route in app.routes:
+        path: str = getattr(route, "path", "")
+        methods = getattr(route, "methods", None) or ()
+        rest = path[len(runs.RUN_PATH_PREFIX) :]
+        if (
+            "GET" not in methods
+            or not path.startswith(runs.RUN_PATH_PREFIX)
+            or "/" in rest
+            or getattr(route, "endpoint", None) is runs.get_run
+        ):
+            continue
+        if "{" in rest:
+            raise RuntimeError(f"GET {path} would be shadowed by the fast GET /v1/runs/{{run_id}}")
+        literal.add(path)
+    return frozenset(literal)

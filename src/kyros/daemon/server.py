@@ -27,7 +27,7 @@ import uvicorn
 from kyros import API_VERSION, __version__, tokens
 from kyros.core.app import Core
 from kyros.daemon import logs
-from kyros.daemon.app import create_app
+from kyros.daemon.app import HotReads, create_app
 from kyros.daemon.guard import LOCAL_HOSTS, Guard
 from kyros.errors import Conflict, UsageError
 from kyros.paths import UnsafeDirectory, ensure_private_dir, write_private_file
@@ -202,6 +202,7 @@ async def _run(
     core = Core(loaded)
     await core.start()
     app = create_app(core)
+    asgi = HotReads(app)
     common: dict[str, Any] = {
         "lifespan": "off",
         "log_config": None,
@@ -209,8 +210,11 @@ async def _run(
         "http": _http_impl(),
         "timeout_graceful_shutdown": 5,
         "access_log": False,
+        # No proxy sits in front of the daemon: X-Forwarded-* headers are not trusted, not even
+        # parsed (uvicorn would let any local client set the request's client and scheme).
+        "proxy_headers": False,
     }
-    servers = [_Server(uvicorn.Config(Guard(app, verify=None), **common))]
+    servers = [_Server(uvicorn.Config(Guard(asgi, verify=None), **common))]
     sockets = [[unix_sock]]
     if tcp_sock is not None and tcp is not None:
         verifier = tokens.TokenVerifier(loaded.paths.token_hash_file)
@@ -218,7 +222,7 @@ async def _run(
         servers.append(
             _Server(
                 uvicorn.Config(
-                    Guard(app, verify=verifier.verify, allowed_hosts=hosts),
+                    Guard(asgi, verify=verifier.verify, allowed_hosts=hosts),
                     **common,
                     ssl_certfile=tcp.tls_cert,
                     ssl_keyfile=tcp.tls_key,

@@ -23,6 +23,26 @@ class ChatRequest:
     max_tokens: int | None = None
     total_timeout: float = 600.0
     first_token_timeout: float = 120.0
+    #: OpenAI function-calling specs the model may call; None for a plain chat.
+    tools: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One complete tool call the model asked for. ``arguments`` is the raw JSON text: it is
+    only parsed (and validated) by the tool layer, so a malformed call is told to the model."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_message(self) -> dict[str, Any]:
+        """The call as it appears in an assistant message of the OpenAI chat format."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,14 @@ class Completion:
     cost: float
     latency_ms: float
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def assistant_message(self) -> dict[str, Any]:
+        """This answer as the assistant message that continues the conversation."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_message() for call in self.tool_calls]
+        return message
 
 
 class ProviderError(KyrosError):

@@ -23,7 +23,7 @@ import litellm.exceptions as llm_errors
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
-from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError
+from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError, ToolCall
 from kyros.redaction import Redactor
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
@@ -32,7 +32,16 @@ litellm.telemetry = False
 DEFAULT_CONTEXT_WINDOW = 8192
 SCRIPTED_PREFIX = "kyros-scripted"
 
-Reply = Callable[[list[dict[str, Any]]], str]
+#: A scripted answer: text, or ``{"text": ..., "tool_calls": [{"id", "name", "arguments"}]}``
+#: where ``arguments`` is a JSON string.
+Scripted = str | dict[str, Any]
+Reply = Callable[[list[dict[str, Any]]], Scripted]
+
+
+def _split(answer: Scripted) -> tuple[str, list[dict[str, Any]]]:
+    if isinstance(answer, str):
+        return answer, []
+    return str(answer.get("text") or ""), list(answer.get("tool_calls") or [])
 
 
 class ScriptedProvider(CustomLLM):  # type: ignore[misc]  # litellm is untyped here
@@ -46,9 +55,19 @@ class ScriptedProvider(CustomLLM):  # type: ignore[misc]  # litellm is untyped h
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
         messages = kwargs.get("messages") or []
-        text = self.reply(messages)
+        text, calls = _split(self.reply(messages))
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in calls
+            ]
         return litellm.ModelResponse(
-            choices=[{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            choices=[{"message": message, "finish_reason": "tool_calls" if calls else "stop"}],
             usage={
                 "prompt_tokens": _estimate(messages),
                 "completion_tokens": max(1, len(text) // 4),
@@ -60,7 +79,7 @@ class ScriptedProvider(CustomLLM):  # type: ignore[misc]  # litellm is untyped h
         self, *args: Any, **kwargs: Any
     ) -> AsyncIterator[GenericStreamingChunk]:
         messages = kwargs.get("messages") or []
-        text = self.reply(messages)
+        text, calls = _split(self.reply(messages))
         pieces = [text[i : i + self.chunk_chars] for i in range(0, len(text), self.chunk_chars)]
         for piece in pieces:
             if self.delay:
@@ -73,11 +92,26 @@ class ScriptedProvider(CustomLLM):  # type: ignore[misc]  # litellm is untyped h
                 "index": 0,
                 "tool_use": None,
             }
-        prompt_tokens, completion_tokens = _estimate(messages), max(1, len(text) // 4)
+        for index, call in enumerate(calls):
+            yield {
+                "text": "",
+                "is_finished": False,
+                "finish_reason": "",
+                "usage": None,
+                "index": 0,
+                "tool_use": {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                    "index": index,
+                },
+            }
+        prompt_tokens = _estimate(messages)
+        completion_tokens = max(1, (len(text) + sum(len(c["arguments"]) for c in calls)) // 4)
         yield {
             "text": "",
             "is_finished": True,
-            "finish_reason": "stop",
+            "finish_reason": "tool_calls" if calls else "stop",
             "index": 0,
             "tool_use": None,
             "usage": {
@@ -127,6 +161,20 @@ def _classify(exc: BaseException, redact: Redactor) -> ProviderError:
     return ProviderError(f"the provider failed: {text}", kind="provider")
 
 
+def _merge_tool_delta(calls: dict[int, dict[str, str]], piece: Any) -> None:
+    """Tool calls stream as fragments keyed by index: id and name first, arguments in parts."""
+    index = int(getattr(piece, "index", 0) or 0)
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    if getattr(piece, "id", None):
+        call["id"] = piece.id
+    function = getattr(piece, "function", None)
+    if function is not None:
+        if getattr(function, "name", None):
+            call["name"] = function.name
+        if getattr(function, "arguments", None):
+            call["arguments"] += function.arguments
+
+
 class LiteLLMBackend:
     """The real backend: any provider litellm speaks, and any OpenAI-compatible ``api_base``."""
 
@@ -156,6 +204,9 @@ class LiteLLMBackend:
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
+        if request.tools:
+            kwargs["tools"] = request.tools
+        calls: dict[int, dict[str, str]] = {}
         parts: list[str] = []
         usage: Any = None
         finish: str | None = None
@@ -169,6 +220,8 @@ class LiteLLMBackend:
                         continue
                     choice = chunk.choices[0]
                     finish = choice.finish_reason or finish
+                    for piece in getattr(choice.delta, "tool_calls", None) or ():
+                        _merge_tool_delta(calls, piece)
                     delta = getattr(choice.delta, "content", None)
                     if delta:
                         parts.append(delta)
@@ -183,6 +236,12 @@ class LiteLLMBackend:
             raise
         except Exception as exc:
             raise _classify(exc, Redactor([request.api_key])) from None
+        if calls and finish is None:
+            # The stream ended without saying it was done: the last call may be cut short,
+            # and a partial tool call must never run.
+            raise ProviderError(
+                "the model's answer ended before its tool call was complete", kind="provider"
+            )
         text = "".join(parts)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) or _estimate(request.messages)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or max(1, len(text) // 4)
@@ -197,6 +256,10 @@ class LiteLLMBackend:
             cost=self._cost(request.model, tokens_in, tokens_out),
             latency_ms=(time.perf_counter() - started) * 1000,
             finish_reason=finish,
+            tool_calls=tuple(
+                ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"])
+                for i, c in sorted(calls.items())
+            ),
         )
 
     @staticmethod

@@ -114,3 +114,20 @@ def resolve_model(
             f"model {requested!r} needs {key_var}, which is not set.\n" + HOW_TO
         )
     return ResolvedModel(name=requested, litellm_model=model, provider=provider, api_key=key)
+
+
+def family(model: str) -> str:
+    """The provider family of a model name (``openai``, ``anthropic`` …)."""
+    return _provider_of(model)
+
+
+def other_family(model: str | None, provider_keys: dict[str, str]) -> str | None:
+    """A configured model of another provider family than ``model``: a second opinion from
+    another vendor. None when no such provider has a key."""
+    if not model:
+        return None
+    mine = family(model)
+    for env_name, candidate in AUTODETECT:
+        if provider_keys.get(env_name) and family(candidate) != mine:
+            return candidate
+    return None

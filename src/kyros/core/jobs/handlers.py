@@ -33,6 +33,12 @@ class JobContext:
         if self.bus is not None:
             self.bus.publish(events)
 
+    async def fence(self, conn: Conn) -> None:
+        """Raise :class:`LeaseLost` (rolling back ``conn``'s transaction) unless this attempt
+        still owns its job: the guard of every write a handler makes on its way."""
+        if not await jobs_repo.fenced(conn, self.job.id, self.job.fencing_token):
+            raise LeaseLost(f"job {self.job.id} attempt {self.job.fencing_token} lost its lease")
+
     async def finish_in(self, conn: Conn, result: Any = None) -> None:
         """Settle this job as succeeded inside the handler's own final transaction.
 

@@ -8,26 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kyros.core.ai.backend import ChatRequest, Completion, LLMBackend, ProviderError
+from kyros.core.ai.backend import ChatRequest, ProviderError
 from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.jobs.handlers import JobContext
+from kyros.core.runs.executor import RunExecutor
 from kyros.core.runs.plan_output import (
     PlanInvalid,
     parse_plan,
     plan_instructions,
     render_plan_markdown,
 )
-from kyros.core.runs.service import RunService
-from kyros.core.store import runs as runs_repo
-from kyros.core.store import usage as usage_repo
+from kyros.core.runs.streaming import DeltaWriter
+from kyros.core.store import threads as threads_repo
 from kyros.core.workspace import gather_context, render_context
-from kyros.errors import KyrosError
-from kyros.protocol import TERMINAL_STATUSES
 
 log = logging.getLogger("kyros.runs.plan")
 
@@ -35,82 +31,28 @@ log = logging.getLogger("kyros.runs.plan")
 #: instructions, the re-ask and the answer.
 CONTEXT_SHARE = 0.5
 MAX_CONTEXT_TOKENS = 60_000
-#: Model tokens are written as one event per this many seconds or characters, whichever first.
-DELTA_FLUSH_SECONDS = 0.1
-DELTA_FLUSH_CHARS = 2048
 
 
-class _DeltaWriter:
-    """Coalesces streamed tokens into ``model.delta`` events (one DB write per ~100 ms)."""
-
-    def __init__(self, runs: RunService, run_id: str, attempt: int) -> None:
-        self.runs, self.run_id, self.attempt = runs, run_id, attempt
-        self.buffer: list[str] = []
-        self.size = 0
-        self.last = time.monotonic()
-
-    async def __call__(self, delta: str) -> None:
-        self.buffer.append(delta)
-        self.size += len(delta)
-        if self.size >= DELTA_FLUSH_CHARS or time.monotonic() - self.last >= DELTA_FLUSH_SECONDS:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.buffer:
-            text, self.buffer, self.size = "".join(self.buffer), [], 0
-            await self.runs.emit(self.run_id, "model.delta", {"text": text, "try": self.attempt})
-        self.last = time.monotonic()
-
-
-class PlanExecutor:
+class PlanExecutor(RunExecutor):
     """The handler of ``plan`` jobs."""
 
-    def __init__(self, runs: RunService, backend: Callable[[], LLMBackend]) -> None:
-        self.runs = runs
-        self.backend = backend
-
-    async def __call__(self, ctx: JobContext) -> Any:
-        run_id = str(ctx.job.payload["run_id"])
-        run = await self.runs.get(run_id)
-        if run["status"] in TERMINAL_STATUSES:
-            return {"skipped": f"run already {run['status']}"}  # at-least-once: redelivery
+    async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
+        output = await self.make_plan(run)
         async with ctx.store.write() as conn:
-            started = await self.runs.transition(
-                conn, run_id, "running", "run.started", {"attempt": ctx.job.attempts}
-            )
-        self.runs.bus.publish([started])
-        try:
-            output = await self._plan(run, ctx)
-        except KyrosError as exc:
-            await self._finish(
-                ctx,
-                run_id,
-                "failed",
-                "run.failed",
-                {"reason": exc.message, "code": exc.code},
-                error=exc.message,
-            )
-            return {"status": "failed"}
-        await self._finish(
-            ctx, run_id, "succeeded", "run.succeeded", {"output": output}, output=output
-        )
+            if run.get("thread_id"):
+                # The conversation continues from the plan: implement and critic runs read it.
+                thread = run["thread_id"]
+                await threads_repo.append(conn, thread, "user", run["goal"], run_id=run["id"])
+                await threads_repo.append(
+                    conn, thread, "assistant", output["markdown"], run_id=run["id"]
+                )
+            events = await self.runs.end(conn, run, "succeeded", {"output": output}, output=output)
+            await ctx.finish_in(conn, {"status": "succeeded"})
+        self.runs.bus.publish(events)
         return {"status": "succeeded"}
 
-    async def _finish(
-        self,
-        ctx: JobContext,
-        run_id: str,
-        status: str,
-        event: str,
-        data: dict[str, Any],
-        **fields: Any,
-    ) -> None:
-        async with ctx.store.write() as conn:
-            final = await self.runs.transition(conn, run_id, status, event, data, **fields)
-            await ctx.finish_in(conn, {"status": status})
-        self.runs.bus.publish([final])
-
-    async def _plan(self, run: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    async def make_plan(self, run: dict[str, Any]) -> dict[str, Any]:
+        """Ask the planner for a plan of ``run``'s goal; validated, re-asked once."""
         run_id = run["id"]
         resolved = self.runs.resolve(run["model"], run["api_base"])
         backend = await asyncio.to_thread(self.backend)
@@ -139,7 +81,7 @@ class PlanExecutor:
             await self.runs.emit(
                 run_id, "progress", {"phase": "model", "model": resolved.name, "try": attempt}
             )
-            writer = _DeltaWriter(self.runs, run_id, attempt)
+            writer = DeltaWriter(self.runs, run_id, attempt=attempt)
             request = ChatRequest(
                 model=resolved.litellm_model,
                 messages=messages,
@@ -150,10 +92,10 @@ class PlanExecutor:
                 completion = await backend.complete(request, writer)
             except ProviderError as exc:
                 await writer.flush()
-                await self._record_usage(run, resolved.name, None, exc.kind)
+                await self.record_usage(run, resolved.name, None, exc.kind)
                 raise
             await writer.flush()
-            await self._record_usage(run, resolved.name, completion, "ok")
+            await self.record_usage(run, resolved.name, completion, "ok")
             try:
                 plan = parse_plan(completion.text)
             except PlanInvalid as exc:
@@ -174,25 +116,3 @@ class PlanExecutor:
                 markdown = f"> {note}\n\n{markdown}"
             return {"plan": plan.model_dump(), "markdown": markdown, "note": note}
         raise PlanInvalid(f"the model's plan was invalid twice; last problem: {last_error}")
-
-    async def _record_usage(
-        self, run: dict[str, Any], model: str, completion: Completion | None, outcome: str
-    ) -> None:
-        c = completion
-        async with self.runs.store.write() as conn:
-            await usage_repo.record(
-                conn,
-                run_id=run["id"],
-                agent=run.get("agent"),
-                project=run["workspace"],
-                model=model,
-                provider=None,
-                tokens_in=c.tokens_in if c else 0,
-                tokens_out=c.tokens_out if c else 0,
-                cached_tokens=c.cached_tokens if c else 0,
-                cost=c.cost if c else 0.0,
-                latency_ms=c.latency_ms if c else None,
-                outcome=outcome,
-            )
-            if c:
-                await runs_repo.add_usage_totals(conn, run["id"], c.tokens_in, c.tokens_out, c.cost)

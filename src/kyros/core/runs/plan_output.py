@@ -125,7 +125,7 @@ JSON Schema:
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def _json_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError | None]:
+def json_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError | None]:
     """Every outermost JSON object in ``text``, in order, and the decode error of the ``{`` that
     got furthest before failing (the broken plan, not a brace in the prose), if any."""
     decoder = json.JSONDecoder()
@@ -196,7 +196,7 @@ def parse_plan(text: str) -> Plan:
         raise PlanInvalid(f"reply too long ({len(text)} characters); answer with the plan only")
     if not text.strip():
         raise PlanInvalid("empty reply; expected one JSON object")
-    objects, json_error = _json_objects(text)
+    objects, json_error = json_objects(text)
     candidates = [_unwrap(obj) for obj in objects]
     plan_like = [obj for obj in candidates if _PLAN_KEYS & obj.keys()]
     if not plan_like:

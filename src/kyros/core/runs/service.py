@@ -1,29 +1,46 @@
-"""Runs: creating them with their job, reading them, their events, cancelling them.
+"""Runs: creating them with their job, reading them, their events, approvals, cancelling them.
 
 Every state change writes its event in the same transaction and publishes it after commit, so
 the event log and the run row can never disagree and no subscriber sees an uncommitted event.
+A run waiting for a human (``needs_approval``) holds no job: its wait is a row, so it survives
+any restart, and the answer queues a fresh job that resumes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kyros.core.ai.models import ResolvedModel, resolve_model
+from kyros.core.agents import DEFAULT_AGENT, Profile
+from kyros.core.ai.models import ResolvedModel, other_family, resolve_model
 from kyros.core.bus import EventBus
 from kyros.core.ids import new_id
+from kyros.core.store import agents as agents_repo
 from kyros.core.store import events as events_repo
 from kyros.core.store import jobs as jobs_repo
+from kyros.core.store import quality as quality_repo
 from kyros.core.store import runs as runs_repo
+from kyros.core.store import threads as threads_repo
 from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.schema import utcnow
+from kyros.core.workspace.applydiff import apply_to_source
+from kyros.core.workspace.sandbox import Sandbox
 from kyros.errors import Conflict, InvalidInput, NotFound
 from kyros.protocol import TERMINAL_STATUSES
 
-KINDS_READY = frozenset({"plan"})
+KINDS = frozenset({"plan", "implement", "critic", "pipeline"})
+#: Parameters each kind accepts (``continue_run`` and ``budget`` are accepted by all).
+KIND_PARAMS = {
+    "plan": frozenset(),
+    "implement": frozenset({"plan_run"}),
+    "critic": frozenset({"target_run", "diff", "range"}),
+    "pipeline": frozenset({"until", "plan_run"}),
+}
+COMMON_PARAMS = frozenset({"continue_run", "budget"})
 
 
 @dataclass
@@ -54,26 +71,68 @@ class RunService:
         model: str | None = None,
         api_base: str | None = None,
         agent: str | None = None,
+        params: dict[str, Any] | None = None,
+        parent_id: str | None = None,
+        internal: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if kind not in KINDS_READY:
-            raise InvalidInput(f"run kind {kind!r} is not available yet; available: plan")
+        """Validate a run's inputs, then store it with its job (nothing is queued on error).
+
+        ``internal`` carries what only kyros itself sets (a revision's findings and worktree);
+        the API has no way to pass it.
+        """
+        if kind not in KINDS:
+            raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(sorted(KINDS))}")
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        unknown = set(params) - KIND_PARAMS[kind] - COMMON_PARAMS
+        if unknown:
+            raise InvalidInput(f"a {kind} run does not take {', '.join(sorted(unknown))}")
         root = Path(workspace)
         if not root.is_absolute():
             raise InvalidInput("workspace must be an absolute path")
         if not root.is_dir():
             raise InvalidInput(f"workspace {workspace!r} is not a directory")
-        resolved = self.resolve(model, api_base)
+        agent_name = agent or DEFAULT_AGENT.get(kind, "implementer")
+        async with self.store.read() as conn:
+            row = await agents_repo.get(conn, agent_name)
+            if row is None:
+                raise NotFound(f"no agent named {agent_name!r}; `kyros agents list` shows them")
+            profile = Profile.from_row(row)
+            refs: dict[str, dict[str, Any]] = {
+                key: await self._ref(conn, key, params[key])
+                for key in ("plan_run", "target_run", "continue_run")
+                if key in params
+            }
+            parent = await runs_repo.get(conn, parent_id) if parent_id else None
+        if profile.paused:
+            raise Conflict(f"agent {agent_name!r} is paused; resume it with `kyros agents edit`")
+        self._check_refs(kind, params, refs)
+        if kind == "critic" and not model and not profile.model:
+            judged = refs.get("target_run") or parent
+            model = other_family(judged["model"] if judged else None, self.provider_keys)
+            if model is None and judged is not None:
+                # No other vendor is configured: review with the implementer's own model.
+                model, api_base = judged["model"], api_base or judged.get("api_base")
+        resolved = self.resolve(model or profile.model, api_base)
         run_id = new_id("r")
         async with self.store.write() as conn:
+            if parent is not None and parent.get("thread_id"):
+                thread_id = parent["thread_id"]
+            elif "continue_run" in refs and refs["continue_run"].get("thread_id"):
+                thread_id = refs["continue_run"]["thread_id"]
+            else:
+                thread_id = await threads_repo.create(conn, goal[:200])
             await runs_repo.insert_run(
                 conn,
                 id=run_id,
                 kind=kind,
                 goal=goal,
                 workspace=str(root),
-                agent=agent or "planner",
+                agent=agent_name,
                 model=resolved.name,
                 api_base=resolved.api_base,
+                params={**params, **(internal or {})},
+                parent_id=parent_id,
+                thread_id=thread_id,
             )
             job_id = await jobs_repo.enqueue(
                 conn, kind, {"run_id": run_id}, run_id=run_id, max_attempts=self.max_attempts
@@ -83,11 +142,36 @@ class RunService:
                 conn,
                 run_id,
                 "run.queued",
-                {"kind": kind, "model": resolved.name, "job_id": job_id},
+                {"kind": kind, "model": resolved.name, "agent": agent_name, "job_id": job_id},
             )
         self.bus.publish([event])
         self.wake()
         return await self.get(run_id)
+
+    @staticmethod
+    async def _ref(conn: Conn, key: str, run_id: str) -> dict[str, Any]:
+        run = await runs_repo.get(conn, run_id)
+        if run is None:
+            raise NotFound(f"{key.replace('_', ' ')}: no run with id {run_id!r}")
+        return run
+
+    @staticmethod
+    def _check_refs(kind: str, params: dict[str, Any], refs: dict[str, dict[str, Any]]) -> None:
+        plan = refs.get("plan_run")
+        if plan is not None and (plan["kind"] != "plan" or plan["status"] != "succeeded"):
+            raise InvalidInput(
+                f"--plan needs a plan run that succeeded; {plan['id']} is a {plan['kind']} "
+                f"run that is {plan['status']}"
+            )
+        if kind == "critic":
+            given = [k for k in ("target_run", "diff", "range") if k in params]
+            if len(given) != 1:
+                raise InvalidInput("a critic run reviews exactly one of: a run, a diff, a range")
+            target = refs.get("target_run")
+            if target is not None and target["kind"] not in ("implement", "pipeline"):
+                raise InvalidInput(f"run {target['id']} is a {target['kind']} run: no diff")
+            if "range" in params and ".." not in params["range"]:
+                raise InvalidInput("a range looks like A..B (two git revisions)")
 
     async def get(self, run_id: str) -> dict[str, Any]:
         async with self.store.read() as conn:
@@ -101,6 +185,19 @@ class RunService:
     ) -> list[dict[str, Any]]:
         async with self.store.read() as conn:
             return await runs_repo.list_runs(conn, limit=limit, status=status, kind=kind)
+
+    async def review(self, run_id: str) -> dict[str, Any]:
+        """A run's children, the assessments made by or about it, and its escalation steps."""
+        async with self.store.read() as conn:
+            if await runs_repo.get(conn, run_id) is None:
+                raise NotFound(f"no run with id {run_id!r}")
+            kids = await runs_repo.children(conn, run_id)
+            ids = [run_id] + [k["id"] for k in kids]
+            return {
+                "children": kids,
+                "assessments": await quality_repo.assessments_for(conn, ids),
+                "escalations": await quality_repo.escalations_for(conn, run_id),
+            }
 
     async def events_after(
         self, run_id: str, after_seq: int, limit: int = 1000
@@ -133,33 +230,144 @@ class RunService:
         await runs_repo.set_fields(conn, run_id, status=status, **fields)
         return await events_repo.append(conn, run_id, event_type, {"status": status, **data})
 
+    async def end(
+        self, conn: Conn, run: dict[str, Any], status: str, data: dict[str, Any], **fields: Any
+    ) -> list[dict[str, Any]]:
+        """Move ``run`` to ``status`` (final, or ``needs_approval``) inside ``conn``.
+
+        A child run that ends queues its parent's next step in the same transaction, so a
+        pipeline can never miss that a stage finished.
+        """
+        events = [await self.transition(conn, run["id"], status, f"run.{status}", data, **fields)]
+        if run.get("parent_id") and status in TERMINAL_STATUSES:
+            await self._queue(conn, run["parent_id"], "pipeline")
+        return events
+
+    async def _queue(self, conn: Conn, run_id: str, kind: str) -> int:
+        job_id = await jobs_repo.enqueue(
+            conn, kind, {"run_id": run_id}, run_id=run_id, max_attempts=self.max_attempts
+        )
+        await runs_repo.set_fields(conn, run_id, job_id=job_id)
+        return job_id
+
+    async def pause(
+        self, conn: Conn, run: dict[str, Any], pending: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Stop ``run`` in ``needs_approval`` waiting on ``pending`` (the exact action)."""
+        return [
+            await self.transition(
+                conn,
+                run["id"],
+                "needs_approval",
+                "approval.requested",
+                {"pending": pending},
+                pending=pending,
+            )
+        ]
+
+    async def answer(
+        self, run_id: str, *, approve: bool, always: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        """A human's answer to a run waiting in ``needs_approval``; the run resumes either way."""
+        async with self.store.write() as conn:
+            run = await runs_repo.get_for_update(conn, run_id)
+            if run is None:
+                raise NotFound(f"no run with id {run_id!r}")
+            pending = run.get("pending")
+            if run["status"] != "needs_approval" or not pending:
+                raise Conflict(f"run {run_id} is {run['status']}; it is not waiting for approval")
+            params = dict(run.get("params") or {})
+            decisions = dict(params.get("decisions") or {})
+            decisions[str(pending["id"])] = {"approve": approve, "reason": reason}
+            params["decisions"] = decisions
+            if approve and always and pending.get("class"):
+                params["always"] = sorted({*params.get("always", []), pending["class"]})
+            await runs_repo.set_fields(conn, run_id, params=params)
+            event = await self.transition(
+                conn,
+                run_id,
+                "queued",
+                "run.approved" if approve else "run.denied",
+                {"pending": pending, "reason": reason, "always": always},
+                pending=None,
+            )
+            await self._queue(conn, run_id, run["kind"])
+        self.bus.publish([event])
+        self.wake()
+        return await self.get(run_id)
+
+    async def apply(self, run_id: str) -> dict[str, Any]:
+        """Bring a finished implement run's diff (a pipeline's latest) into the user's tree."""
+        run = await self.get(run_id)
+        source = run
+        if run["kind"] == "pipeline":
+            kids = (await self.review(run_id))["children"]
+            done = [k for k in kids if k["kind"] == "implement" and k["status"] == "succeeded"]
+            if not done:
+                raise Conflict(f"pipeline {run_id} has no finished implement stage to apply")
+            source = done[-1]
+        elif run["kind"] != "implement":
+            raise InvalidInput(f"run {run_id} is a {run['kind']} run; only changes can be applied")
+        output = source.get("output") or {}
+        if source["status"] != "succeeded" or "sandbox" not in output:
+            raise Conflict(f"run {source['id']} is {source['status']}; it has no change to apply")
+        if not output.get("diff"):
+            raise Conflict(f"run {source['id']} changed nothing; there is nothing to apply")
+        if (source.get("params") or {}).get("applied"):
+            raise Conflict(f"run {source['id']} was applied already")
+        sandbox = Sandbox.from_json(output["sandbox"])
+        result = await asyncio.to_thread(apply_to_source, sandbox, output["diff"])
+        async with self.store.write() as conn:
+            params = {**(source.get("params") or {}), "applied": True}
+            await runs_repo.set_fields(conn, source["id"], params=params)
+            event = await events_repo.append(
+                conn, source["id"], "run.applied", {"files": result.files}
+            )
+        self.bus.publish([event])
+        return {
+            "run_id": source["id"],
+            "workspace": source["workspace"],
+            "files": result.files,
+            "summary": result.summary,
+        }
+
     async def cancel(self, run_id: str) -> dict[str, Any]:
         events: list[dict[str, Any]] = []
+        local: list[int] = []
         async with self.store.write() as conn:
             run = await runs_repo.get_for_update(conn, run_id)
             if run is None:
                 raise NotFound(f"no run with id {run_id!r}")
             if run["status"] in TERMINAL_STATUSES:
                 raise Conflict(f"run {run_id} already {run['status']}; nothing to cancel")
-            job_status = None
-            if run.get("job_id") is not None:
-                job_status = await jobs_repo.request_cancel(conn, int(run["job_id"]))
-            if job_status != "running":
-                events.append(
-                    await self.transition(
-                        conn,
-                        run_id,
-                        "cancelled",
-                        "run.cancelled",
-                        {"reason": "cancelled by request"},
-                    )
-                )
-            else:
-                events.append(await events_repo.append(conn, run_id, "run.cancel_requested", {}))
+            # A pipeline's stages go with it.
+            for target in [run, *await runs_repo.children(conn, run_id)]:
+                if target["status"] in TERMINAL_STATUSES:
+                    continue
+                events += await self._cancel_one(conn, target)
+                if target.get("job_id") is not None:
+                    local.append(int(target["job_id"]))
         self.bus.publish(events)
-        if run.get("job_id") is not None:
-            self.cancel_local(int(run["job_id"]))
+        for job_id in local:
+            self.cancel_local(job_id)
         return await self.get(run_id)
+
+    async def _cancel_one(self, conn: Conn, run: dict[str, Any]) -> list[dict[str, Any]]:
+        job_status = None
+        if run.get("job_id") is not None:
+            job_status = await jobs_repo.request_cancel(conn, int(run["job_id"]))
+        if job_status == "running":
+            return [await events_repo.append(conn, run["id"], "run.cancel_requested", {})]
+        return [
+            await self.transition(
+                conn,
+                run["id"],
+                "cancelled",
+                "run.cancelled",
+                {"reason": "cancelled by request"},
+                pending=None,
+            )
+        ]
 
     async def give_up(
         self, conn: Conn, job_id: int, run_id: str | None, status: str, reason: str
@@ -171,13 +379,6 @@ class RunService:
         if run is None or run["status"] in TERMINAL_STATUSES:
             return []
         final = "cancelled" if status == "cancelled" else "failed"
-        return [
-            await self.transition(
-                conn,
-                run_id,
-                final,
-                f"run.{final}",
-                {"reason": reason},
-                error=None if final == "cancelled" else reason,
-            )
-        ]
+        return await self.end(
+            conn, run, final, {"reason": reason}, error=None if final == "cancelled" else reason
+        )

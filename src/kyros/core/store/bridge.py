@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, Result
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import Select
+
+from kyros.core.store.schema import row_dict
 
 T = TypeVar("T")
 
@@ -70,6 +76,81 @@ def _run_pooled(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
         return fn(conn, *args)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A SELECT compiled once for one engine: its SQL, the order of its parameters and their
+    bind conversions, its result keys, and the result conversions a ``Result`` would apply."""
+
+    compiled: Any
+    names: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    keys: tuple[str, ...]
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+
+def _prepare(engine: Engine, statement: Select[Any]) -> _Prepared | None:
+    """``statement`` compiled for ``engine``, or None if it needs SQLAlchemy's execution path
+    (expanding or literal parameters, a paramstyle other than qmark)."""
+    dialect = engine.dialect
+    compiled = statement.compile(dialect=dialect)
+    binds = compiled.binds
+    if (
+        dialect.paramstyle != "qmark"
+        or compiled.positiontup is None
+        or any(b.expanding or b.literal_execute for b in binds.values())
+    ):
+        return None
+    names = tuple(compiled.positiontup)
+    columns = list(statement.selected_columns)
+    return _Prepared(
+        compiled=compiled,
+        names=names,
+        binds=tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
+        keys=tuple(statement.selected_columns.keys()),
+        results=tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+        ),
+    )
+
+
+def _first_prepared(
+    engine: Engine, fairy: PoolProxiedConnection, prepared: _Prepared, parameters: dict[str, Any]
+) -> dict[str, Any] | None:
+    values = prepared.compiled.construct_params(parameters)
+    args = tuple(
+        values[n] if bind is None else bind(values[n])
+        for n, bind in zip(prepared.names, prepared.binds, strict=True)
+    )
+    dialect = engine.dialect
+    sql = prepared.compiled.string
+    try:
+        cursor = fairy.cursor()
+        try:
+            cursor.execute(sql, args)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    except dialect.loaded_dbapi.Error as exc:
+        # The same wrapping (and disconnect handling) as Connection.execute.
+        disconnect = dialect.is_disconnect(exc, fairy.dbapi_connection, None)
+        if disconnect:
+            fairy.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            args,
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnect,
+            dialect=dialect,
+        ) from exc
+    if row is None:
+        return None
+    return {
+        key: value if convert is None else convert(value)
+        for key, convert, value in zip(prepared.keys, prepared.results, row, strict=True)
+    }
+
+
 class PooledReads:
     """Autocommit reads, run inline on the event loop.
 
@@ -80,9 +161,54 @@ class PooledReads:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # By id(statement); each entry holds its statement, so the id stays its own.
+        self._prepared: dict[int, tuple[Select[Any], _Prepared | None]] = {}
+        # Prepared reads run start to finish without yielding, so one connection serves them
+        # all; checking one out of the pool and back costs about as much as the statement. The
+        # lock only matters if a second thread reads at the same moment: it takes a pooled one.
+        self._held: PoolProxiedConnection | None = None
+        self._held_lock = threading.Lock()
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         return _execute_pooled(self.engine, statement, parameters)
+
+    def first(self, statement: Select[Any], parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row of ``statement`` as a dict, as ``row_dict(execute(...).first())``
+        gives it, through a statement compiled once and the driver's cursor: a single-row read
+        without SQLAlchemy's per-execution context and Result (~0.25 ms → ~0.05 ms)."""
+        entry = self._prepared.get(id(statement))
+        if entry is None or entry[0] is not statement:
+            entry = self._prepared[id(statement)] = (statement, _prepare(self.engine, statement))
+        prepared = entry[1]
+        if prepared is None:
+            result = _execute_pooled(self.engine, statement, parameters)
+            row = result.first() if isinstance(result, Result) else None
+            return row_dict(row) if row else None
+        if not self._held_lock.acquire(blocking=False):
+            fairy = self.engine.raw_connection()
+            try:
+                return _first_prepared(self.engine, fairy, prepared, parameters)
+            finally:
+                fairy.close()
+        try:
+            if self._held is None:
+                self._held = self.engine.raw_connection()
+            try:
+                return _first_prepared(self.engine, self._held, prepared, parameters)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    self._held.close()
+                    self._held = None
+                raise
+        finally:
+            self._held_lock.release()
+
+    def close(self) -> None:
+        """Give the connection kept for prepared reads back to the pool."""
+        with self._held_lock:
+            if self._held is not None:
+                self._held.close()
+                self._held = None
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return await in_thread(_run_pooled, self.engine, fn, *args)
@@ -99,3 +225,17 @@ class InlineConnection:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(self.sync_connection, *args)
+
+
+async def first_row(
+    conn: Conn, statement: Select[Any], parameters: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The first row of ``statement`` as a dict, or None, on any :class:`Conn`.
+
+    For ``statement`` built once at module level: on SQLite reads it is compiled once and run on
+    the driver's cursor (:meth:`PooledReads.first`), the path of the API's hottest read.
+    """
+    if isinstance(conn, PooledReads):
+        return conn.first(statement, parameters)
+    row = (await conn.execute(statement, parameters)).first()
+    return row_dict(row) if row else None

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from kyros.core.store.bridge import Conn, InlineConnection, PooledReads, in_thread
 from kyros.errors import StoreUnavailable, UsageError
+
+if TYPE_CHECKING:
+    # Imported where an async engine is made: with the ORM it pulls in, ~9 MB that a daemon on
+    # SQLite with a current schema never uses.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -58,6 +63,8 @@ def _ensure_sqlite_dir(parsed: URL) -> None:
 def make_engine(url: str, *, migrations: bool = False) -> AsyncEngine:
     """An async engine for ``url``: PostgreSQL's for the store, either one for migrations
     (SQLite's store runs on the synchronous driver, see :class:`Store`)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     parsed = _parse(url)
     kwargs: dict[str, Any] = {}
     if migrations:
@@ -176,11 +183,13 @@ class Store:
         self.dialect = parsed.get_backend_name()
         self._sqlite_writer: Engine | None = None
         self._sqlite_reader: Engine | None = None
+        self._sqlite_reads: _SqliteReads | None = None
         self._engine: AsyncEngine | None = None
         if self.dialect == "sqlite":
             _ensure_sqlite_dir(parsed)
             self._sqlite_writer = _sqlite_sync_engine(url, begin="IMMEDIATE")
             self._sqlite_reader = _sqlite_sync_engine(url, begin=None)
+            self._sqlite_reads = _SqliteReads(PooledReads(self._sqlite_reader))
         else:
             self._engine = make_engine(url)
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
@@ -229,17 +238,18 @@ class Store:
             future.add_done_callback(roll_back)
             raise
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Conn]:
+    def read(self) -> AbstractAsyncContextManager[Conn]:
         """A connection for reads. On PostgreSQL a transaction; on SQLite each statement is
         its own snapshot (callers needing several consistent reads use :meth:`write`)."""
-        if self._engine is not None:
-            async with _translate_errors(), self._engine.connect() as conn:
-                yield conn
-            return
-        assert self._sqlite_reader is not None
-        async with _translate_errors():
-            yield PooledReads(self._sqlite_reader)
+        if self._sqlite_reads is not None:
+            return self._sqlite_reads
+        return self._postgres_read()
+
+    @asynccontextmanager
+    async def _postgres_read(self) -> AsyncIterator[Conn]:
+        assert self._engine is not None
+        async with _translate_errors(), self._engine.connect() as conn:
+            yield conn
 
     async def checkpoint(self) -> None:
         """Move committed WAL pages into the database file (SQLite; a no-op elsewhere). Runs in a
@@ -260,6 +270,8 @@ class Store:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._sqlite_reads is not None:
+            self._sqlite_reads.conn.close()
         if self._engine is not None:
             await self._engine.dispose()
         for engine in (self._sqlite_writer, self._sqlite_reader):
@@ -267,21 +279,51 @@ class Store:
                 await in_thread(engine.dispose)
 
 
+def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """What a connection-level database failure becomes; None for any other error."""
+    if isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return StoreUnavailable(f"the database is unavailable: {_first_line(exc)}")
+    if isinstance(exc, (OSError, ConnectionError)):
+        return StoreUnavailable(f"the database is unreachable: {exc}")
+    return None
+
+
 @asynccontextmanager
 async def _translate_errors() -> AsyncIterator[None]:
     """Connection-level database failures become :class:`StoreUnavailable`."""
     try:
         yield
-    except (OperationalError, DBAPIError) as exc:
-        if (
-            isinstance(exc, DBAPIError)
-            and not exc.connection_invalidated
-            and not isinstance(exc, OperationalError)
-        ):
+    except Exception as exc:
+        unavailable = _unavailable(exc)
+        if unavailable is None:
             raise
-        raise StoreUnavailable(f"the database is unavailable: {_first_line(exc)}") from exc
-    except (OSError, ConnectionError) as exc:
-        raise StoreUnavailable(f"the database is unreachable: {exc}") from exc
+        raise unavailable from exc
+
+
+class _SqliteReads:
+    """``Store.read()`` on SQLite: the store's one :class:`PooledReads` (it keeps no state per
+    caller) with :func:`_translate_errors`' translation, without a generator per read."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: PooledReads) -> None:
+        self.conn = conn
+
+    async def __aenter__(self) -> Conn:
+        return self.conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            unavailable = _unavailable(exc)
+            if unavailable is not None:
+                raise unavailable from exc
 
 
 def _first_line(exc: BaseException) -> str:

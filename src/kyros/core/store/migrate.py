@@ -40,10 +40,10 @@ class MigrationStatus:
         return self.current == self.head
 
 
-def _upgrade(conn: Connection) -> None:
+def _upgrade(conn: Connection, target: str) -> None:
     cfg = _config()
     cfg.attributes["connection"] = conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, target)
     if conn.dialect.name == "sqlite":
         # Migrations ran with foreign keys off (STACK-NOTES); prove nothing dangles before commit.
         problems = conn.execute(text("PRAGMA foreign_key_check")).fetchall()
@@ -55,12 +55,13 @@ def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-async def upgrade(url: str) -> MigrationStatus:
-    """Bring the database at ``url`` to the newest revision; returns the resulting status."""
+async def upgrade(url: str, target: str = "head") -> MigrationStatus:
+    """Bring the database at ``url`` to ``target`` (the newest revision by default); returns the
+    resulting status."""
     engine = make_engine(url, migrations=True)
     try:
         async with _translate_errors(), engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade, target)
             current = await conn.run_sync(_current)
     finally:
         await engine.dispose()

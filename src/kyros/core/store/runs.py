@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 
-from kyros.core.store.bridge import Conn
+from kyros.core.store.bridge import Conn, first_row
 from kyros.core.store.schema import row_dict, runs, utcnow
 
 
@@ -30,8 +30,8 @@ _GET = select(runs).where(runs.c.id == bindparam("r_id"))  # built once: keeps i
 
 
 async def get(conn: Conn, run_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(_GET, {"r_id": run_id})).first()
-    return row_dict(row) if row else None
+    # GET /v1/runs/{id}, the API's hottest read: on SQLite a statement compiled once.
+    return await first_row(conn, _GET, {"r_id": run_id})
 
 
 async def get_for_update(conn: Conn, run_id: str) -> dict[str, Any] | None:
@@ -49,6 +49,12 @@ async def list_runs(
         query = query.where(runs.c.status == status)
     if kind:
         query = query.where(runs.c.kind == kind)
+    return [row_dict(r) for r in await conn.execute(query)]
+
+
+async def children(conn: Conn, parent_id: str) -> list[dict[str, Any]]:
+    """A run's child runs, oldest first."""
+    query = select(runs).where(runs.c.parent_id == parent_id).order_by(runs.c.created_at, runs.c.id)
     return [row_dict(r) for r in await conn.execute(query)]
 
 

@@ -86,6 +86,10 @@ runs = Table(
     Column("thread_id", String(32)),
     Column("job_id", BigId),
     Column("last_seq", Integer, nullable=False, default=0),
+    # Kind-specific inputs (plan run to follow, diff to review, pipeline stop point, ...).
+    Column("params", JSON),
+    # The exact action a run in ``needs_approval`` waits on; None otherwise.
+    Column("pending", JSON),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime),
@@ -149,6 +153,43 @@ agents = Table(
     Column("builtin", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What happens when this agent's work falls short: revisions, a stronger model, a human.
+    Column("escalation", JSON),
+    Column("paused", Boolean, nullable=False, default=False),
+)
+
+quality_assessments = Table(
+    "quality_assessments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The critic run that judged, and the run whose work was judged (if it was a run).
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("target_run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("score", Integer, nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("summary", Text),
+    Column("findings", JSON, nullable=False),
+    Column("model", String(256)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "run_id"),
+    Index(None, "target_run_id"),
+)
+
+escalation_workflows = Table(
+    "escalation_workflows",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # The run whose quality gate fell short (a pipeline, or an implement run).
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    # revise | stronger_model | human | accepted | rejected
+    Column("action", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("assessment_id", BigId),
+    Column("child_run_id", String(32)),
+    Column("detail", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "run_id", "step"),
 )
 
 threads = Table(

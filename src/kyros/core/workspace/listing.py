@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kyros.core.workspace import model
+from kyros.core.workspace.gitexec import git_env
 from kyros.core.workspace.model import (
     _BINARY_SUFFIXES,
     _ENV_TEMPLATES,
@@ -24,17 +25,9 @@ from kyros.core.workspace.model import (
 # --- listing -------------------------------------------------------------------------------------
 
 
-#: The only variables git is given: secrets in the daemon's environment (provider keys, tokens)
-#: never reach a child process, and GIT_DIR, GIT_WORK_TREE, GIT_CONFIG_* and friends, which
-#: would point git elsewhere than the workspace, are dropped with everything else.
-_GIT_ENV_ALLOWED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
-
-
 def _git_env() -> dict[str, str]:
-    env = {k: os.environ[k] for k in _GIT_ENV_ALLOWED if k in os.environ}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_OPTIONAL_LOCKS"] = "0"  # a read must not take index.lock
-    return env
+    # One allow-list for every git kyros runs: see gitexec.git_env.
+    return git_env()
 
 
 def _git_list(root: Path) -> list[str] | None:

@@ -1,4 +1,4 @@
-"""Jobs, agents and configuration."""
+"""Jobs and configuration."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from fastapi import APIRouter, Depends, Query
 from kyros.core.app import Core
 from kyros.daemon.routes.deps import core
 from kyros.protocol import (
-    AgentStatus,
-    AgentStatusList,
     ConfigEntry,
     ConfigView,
     Job,
@@ -30,12 +28,6 @@ async def list_jobs(
     """Jobs on the durable queue, newest first."""
     rows = await c.jobs(limit=limit, status=status.value if status else None)
     return JobList(jobs=[Job.model_validate(r) for r in rows])
-
-
-@router.get("/agents/status", response_model=AgentStatusList)
-async def agents_status(c: Annotated[Core, Depends(core)]) -> AgentStatusList:
-    """Each agent's live status and the run it works on."""
-    return AgentStatusList(agents=[AgentStatus.model_validate(a) for a in await c.agent_status()])
 
 
 @router.get("/config", response_model=ConfigView)

@@ -11,7 +11,16 @@ from kyros.core.app import Core
 from kyros.daemon.routes.deps import core
 from kyros.daemon.sse import event_stream
 from kyros.errors import InvalidInput
-from kyros.protocol import Run, RunCreate, RunKind, RunList, RunStatus
+from kyros.protocol import (
+    Applied,
+    Approval,
+    Run,
+    RunCreate,
+    RunKind,
+    RunList,
+    RunReview,
+    RunStatus,
+)
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -21,6 +30,10 @@ RunId = Annotated[str, Query(max_length=64)]
 @router.post("/{kind}", response_model=Run, status_code=201)
 async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
     """Queue a run of ``kind``; it starts as soon as a worker is free."""
+    params = body.model_dump(
+        include={"plan_run", "target_run", "diff", "range", "until", "continue_run", "budget"},
+        exclude_none=True,
+    )
     run = await c.runs.create(
         kind.value,
         body.goal,
@@ -28,6 +41,7 @@ async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(
         model=body.model,
         api_base=body.api_base,
         agent=body.agent,
+        params=params,
     )
     return Run.model_validate(run)
 
@@ -52,12 +66,48 @@ def _check_id(run_id: str) -> str:
     return run_id
 
 
+#: ``GET`` paths under this prefix with one more segment are :func:`get_run`'s; the daemon
+#: answers them in front of FastAPI's routing (``kyros.daemon.app.HotReads``).
+RUN_PATH_PREFIX = f"{router.prefix}/"
+
+
+async def run_json(c: Core, run_id: str) -> bytes:
+    """The body of ``GET /v1/runs/{run_id}``: the run read, validated and serialized once
+    (``model_dump_json()``'s bytes, without the round trip through ``str``)."""
+    run = Run.model_validate(await c.runs.get(_check_id(run_id)))
+    return Run.__pydantic_serializer__.to_json(run)
+
+
 @router.get("/{run_id}", response_model=Run)
 async def get_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Response:
     """One run with its output."""
     # The hottest read of the API: serialize once here instead of validating twice.
-    run = Run.model_validate(await c.runs.get(_check_id(run_id)))
-    return Response(run.model_dump_json(), media_type="application/json")
+    return Response(await run_json(c, run_id), media_type="application/json")
+
+
+@router.post("/{run_id}/approve", response_model=Run)
+async def approve_run(run_id: str, body: Approval, c: Annotated[Core, Depends(core)]) -> Run:
+    """Answer a run waiting in ``needs_approval``: approve (optionally for every later action
+    of the same class) or deny with a reason the model is told. The run resumes either way."""
+    run = await c.runs.answer(
+        _check_id(run_id), approve=body.approve, always=body.always, reason=body.reason
+    )
+    return Run.model_validate(run)
+
+
+@router.post("/{run_id}/apply", response_model=Applied)
+async def apply_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Applied:
+    """Bring an implement run's diff (a pipeline's latest) into the user's working tree.
+
+    Refused (409) when a file it touches has uncommitted changes or the diff no longer applies;
+    nothing is changed then."""
+    return Applied.model_validate(await c.runs.apply(_check_id(run_id)))
+
+
+@router.get("/{run_id}/review", response_model=RunReview)
+async def review_run(run_id: str, c: Annotated[Core, Depends(core)]) -> RunReview:
+    """A run's child runs, its quality assessments and its escalation steps."""
+    return RunReview.model_validate(await c.runs.review(_check_id(run_id)))
 
 
 @router.post("/{run_id}/cancel", response_model=Run)

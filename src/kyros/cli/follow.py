@@ -1,0 +1,181 @@
+"""Following a run from the terminal: live progress on stderr, the result on stdout."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from kyros.cli.state import print_jsonl
+
+PHASES = {
+    "context": "reading the workspace",
+    "context.done": "workspace read",
+    "model": "asking the model",
+}
+#: A run that stops to wait for a human ends the follow: the terminal is not held hostage.
+PAUSE_EVENTS = frozenset({"approval.requested"})
+
+
+def follow(
+    c: Any, run: dict[str, Any], *, jsonl: bool, quiet: bool, reconnect: float = 30.0
+) -> dict[str, Any]:
+    """Stream the run's events until it ends or waits for approval; show progress on a TTY."""
+    progress = None if (jsonl or quiet or not sys.stderr.isatty()) else _Progress()
+    try:
+        for event in c.events(run["id"], reconnect_for=reconnect, stop_on=PAUSE_EVENTS):
+            if jsonl:
+                print_jsonl(event)
+            elif progress is not None:
+                progress.update(event)
+            elif not quiet:
+                _plain_progress(event)
+    finally:
+        if progress is not None:
+            progress.stop()
+    return dict(c.run(run["id"]))
+
+
+def describe(event: dict[str, Any]) -> str | None:
+    """One human line for the events worth a line of their own."""
+    kind, data = event["type"], event["data"]
+    if kind == "progress":
+        return str(PHASES.get(data.get("phase"), data.get("phase")))
+    if kind == "plan.invalid":
+        return f"the plan was invalid ({data.get('error')}); asking again"
+    if kind == "sandbox.ready":
+        where = f"branch {data['branch']}" if data.get("branch") else "a copy"
+        note = f" ({data['note']})" if data.get("note") else ""
+        return f"working in {where} at {data.get('root')}{note}"
+    if kind == "model.response" and data.get("tool_calls"):
+        names = ", ".join(c["function"]["name"] for c in data["tool_calls"])
+        return f"turn {data.get('turn')}: {names}"
+    if kind == "tool.result" and not data.get("ok"):
+        return f"{data.get('tool')}: {str(data.get('output', '')).splitlines()[0][:120]}"
+    if kind == "stage.started":
+        return f"stage {data.get('stage')}: run {data.get('run_id')}"
+    if kind == "escalation":
+        return f"escalation ({data.get('action')}): {data.get('reason')}"
+    if kind == "critic.assessment":
+        return f"review: {data.get('verdict')} ({data.get('score')}/100)"
+    if kind == "approval.requested":
+        return "waiting for approval"
+    if kind in ("run.failed", "run.cancelled"):
+        return f"{kind.split('.')[1]}: {data.get('reason')}"
+    return None
+
+
+def _plain_progress(event: dict[str, Any]) -> None:
+    line = describe(event)
+    if line:
+        sys.stderr.write(f"kyros: {line}\n")
+
+
+class _Progress:
+    """A live status line on stderr (phase, tokens streamed) with notable events above it."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.chars = 0
+        self.phase = "queued"
+        self.status = self.console.status(self._text(), spinner="dots")
+        self.status.start()
+
+    def _text(self) -> str:
+        tokens = f" · ~{self.chars // 4} tokens" if self.chars else ""
+        return f"{self.phase}{tokens}"
+
+    def update(self, event: dict[str, Any]) -> None:
+        kind, data = event["type"], event["data"]
+        if kind == "run.started":
+            self.phase = "started"
+        elif kind == "progress":
+            phase = data.get("phase")
+            self.phase = PHASES.get(phase, phase)
+            if phase == "context.done":
+                self.console.print(
+                    f"[dim]read {data.get('files')} files "
+                    f"(~{data.get('tokens')} tokens of context)[/dim]"
+                )
+            if phase == "model":
+                self.phase = f"asking {data.get('model')}"
+        elif kind == "model.request":
+            self.phase = f"turn {data.get('turn')} · asking {data.get('model')}"
+        elif kind == "model.delta":
+            self.chars += len(data.get("text", ""))
+        else:
+            line = describe(event)
+            if line:
+                self.console.print(f"[dim]{line}[/dim]")
+        self.status.update(self._text())
+
+    def stop(self) -> None:
+        self.status.stop()
+
+
+def show_result(run: dict[str, Any]) -> None:
+    """The run's outcome for people: Markdown on a TTY, plain text in a pipe."""
+    from kyros.cli.state import stderr_console, stdout_console
+
+    out, err = stdout_console(), stderr_console()
+    output = run.get("output") or {}
+    if run["status"] == "needs_approval":
+        _show_pending(run)
+        return
+    if run["status"] != "succeeded":
+        err.print(f"[bold red]run {run['id']} {run['status']}[/bold red]: {run.get('error') or ''}")
+        return
+    if output.get("note") and run["kind"] == "plan":
+        err.print(f"[bold yellow]{output['note']}[/bold yellow]")
+    if run["kind"] == "implement":
+        text = (output.get("summary") or "").strip()
+        files = output.get("files") or []
+        text += f"\n\nChanged {len(files)} file(s): {', '.join(files) or 'none'}"
+        if files:
+            text += f"\n\n`kyros runs diff {run['id']}` shows the change; "
+            text += f"`kyros run apply {run['id']}` brings it into your tree."
+    elif run["kind"] == "pipeline":
+        text = f"Pipeline ended after the {output.get('stage')} stage: {output.get('note')}."
+        assessment = output.get("assessment")
+        if assessment:
+            text += f"\n\nReview: {assessment['verdict']} ({assessment['score']}/100)."
+        text += f"\n\n`kyros runs show {run['id']}` lists the stages; "
+        text += f"`kyros run apply {run['id']}` applies the change."
+    else:
+        text = output.get("markdown") or ""
+    _print_markdown(out, text)
+    cost = run.get("cost") or 0.0
+    err.print(
+        f"[dim]run {run['id']} · {run.get('model')} · "
+        f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens · ${cost:.4f}[/dim]"
+    )
+
+
+def _print_markdown(out: Any, text: str) -> None:
+    if sys.stdout.isatty():
+        from rich.markdown import Markdown
+
+        out.print(Markdown(text))
+    else:
+        sys.stdout.write(text.rstrip() + "\n")
+
+
+def _show_pending(run: dict[str, Any]) -> None:
+    import json
+
+    from kyros.cli.state import stderr_console
+
+    err = stderr_console()
+    pending = run.get("pending") or {}
+    err.print(f"[bold yellow]run {run['id']} waits for approval[/bold yellow]")
+    if pending.get("kind") == "quality_gate":
+        err.print(f"quality gate: {pending.get('reason')}")
+    else:
+        err.print(f"action: {pending.get('tool')} ({pending.get('class')})")
+        err.print(json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False), markup=False)
+        err.print(f"why it asks: {pending.get('reason')}")
+    err.print(
+        f"answer with `kyros run approve {run['id']}` (--always for every such action) "
+        f"or `kyros run deny {run['id']} --reason …`"
+    )

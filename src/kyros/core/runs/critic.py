@@ -1,0 +1,195 @@
+"""The critic run: a second model judges a change and writes a quality assessment.
+
+The diff comes from a run (an implement run, or a pipeline's latest implement stage), from the
+request itself, or from a git range in the workspace. The verdict is validated like a plan: a
+malformed answer is sent back once with the exact problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from kyros.core.ai.backend import ChatRequest, ProviderError
+from kyros.core.jobs.handlers import JobContext
+from kyros.core.runs.executor import RunExecutor
+from kyros.core.runs.plan_output import describe_validation_error, json_objects
+from kyros.core.runs.streaming import DeltaWriter
+from kyros.core.store import events as events_repo
+from kyros.core.store import quality as quality_repo
+from kyros.core.store import threads as threads_repo
+from kyros.core.workspace.gitexec import run_git
+from kyros.errors import InvalidInput, KyrosError
+
+#: Diffs longer than this are cut (with a note) before they reach the model.
+MAX_DIFF_CHARS = 200_000
+#: Score at or above which a verdict without an explicit one counts as a pass.
+PASS_SCORE = 70
+
+
+class CriticInvalid(KyrosError):
+    """The critic's answer is not a valid assessment."""
+
+    code = "assessment_invalid"
+
+
+class _Finding(BaseModel):
+    severity: Literal["info", "minor", "major", "critical"]
+    file: str | None = None
+    line: int | None = Field(default=None, ge=0)
+    message: str = Field(min_length=1)
+
+
+class Verdict(BaseModel):
+    """What the critic must answer with."""
+
+    score: int = Field(ge=0, le=100)
+    verdict: Literal["pass", "revise", "fail"]
+    summary: str
+    findings: list[_Finding] = Field(default_factory=list)
+
+
+INSTRUCTIONS = (
+    "You are a demanding code reviewer. Judge the change below against its goal: correctness "
+    "first, then tests, security, and clarity. Answer with ONE JSON object and nothing else:\n"
+    '{"score": 0-100, "verdict": "pass" | "revise" | "fail", "summary": "two sentences", '
+    '"findings": [{"severity": "info" | "minor" | "major" | "critical", "file": "path or null", '
+    '"line": number or null, "message": "what is wrong and how to fix it"}]}\n'
+    "Use pass when the change can land as is, revise when it is on the right track but needs "
+    "the listed fixes, fail when the approach is wrong."
+)
+
+
+def parse_verdict(text: str) -> Verdict:
+    """The assessment in a model's reply, or :class:`CriticInvalid` saying what to fix."""
+    objects, error = json_objects(text)
+    candidates = [o for o in objects if "verdict" in o or "score" in o] or objects
+    if not candidates:
+        if error is not None:
+            raise CriticInvalid(f"invalid JSON at line {error.lineno} column {error.colno}")
+        raise CriticInvalid("no JSON object found; answer with one JSON object")
+    try:
+        return Verdict.model_validate(candidates[0])
+    except ValidationError as exc:
+        raise CriticInvalid(describe_validation_error(exc)) from None
+
+
+def render_markdown(verdict: Verdict) -> str:
+    lines = [f"## Review: {verdict.verdict} ({verdict.score}/100)", "", verdict.summary, ""]
+    for f in verdict.findings:
+        where = f"{f.file}:{f.line}" if f.file and f.line else (f.file or "")
+        lines.append(f"- **{f.severity}** {where} {f.message}".replace("  ", " "))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def git_range_diff(workspace: Path, spec: str) -> str:
+    """``git diff A..B`` in the workspace (allow-listed environment, no hooks)."""
+    if spec.startswith("-"):
+        raise InvalidInput("a range must name revisions, not options")
+    done = run_git(workspace, "diff", "--no-color", "--no-ext-diff", spec, "--")
+    return done.stdout.decode("utf-8", "replace")
+
+
+class CriticExecutor(RunExecutor):
+    """The handler of ``critic`` jobs."""
+
+    async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
+        diff, target = await self._diff(run)
+        if not diff.strip():
+            raise InvalidInput("there is no change to review: the diff is empty")
+        verdict, resolved_name = await self._review(run, diff)
+        markdown = render_markdown(verdict)
+        output: dict[str, Any] = {
+            "assessment": verdict.model_dump(),
+            "markdown": markdown,
+            "target_run": target,
+        }
+        async with ctx.store.write() as conn:
+            await ctx.fence(conn)
+            row = await quality_repo.add_assessment(
+                conn,
+                run_id=run["id"],
+                target_run_id=target,
+                score=verdict.score,
+                verdict=verdict.verdict,
+                summary=verdict.summary,
+                findings=[f.model_dump() for f in verdict.findings],
+                model=resolved_name,
+            )
+            output["assessment_id"] = row["id"]
+            note = await events_repo.append(
+                conn,
+                run["id"],
+                "critic.assessment",
+                {"score": verdict.score, "verdict": verdict.verdict, "id": row["id"]},
+            )
+            if run.get("thread_id"):
+                await threads_repo.append(
+                    conn, run["thread_id"], "assistant", markdown, run_id=run["id"]
+                )
+            events = await self.runs.end(conn, run, "succeeded", {"output": output}, output=output)
+            await ctx.finish_in(conn, {"status": "succeeded"})
+        self.runs.bus.publish([note, *events])
+        return {"status": "succeeded"}
+
+    async def _diff(self, run: dict[str, Any]) -> tuple[str, str | None]:
+        params = run.get("params") or {}
+        if params.get("diff"):
+            return str(params["diff"]), None
+        if params.get("range"):
+            text = await asyncio.to_thread(git_range_diff, Path(run["workspace"]), params["range"])
+            return text, None
+        target = await self.runs.get(params["target_run"])
+        if target["kind"] == "pipeline":
+            kids = (await self.runs.review(target["id"]))["children"]
+            stages = [k for k in kids if k["kind"] == "implement" and k["status"] == "succeeded"]
+            if not stages:
+                raise InvalidInput(f"pipeline {target['id']} has no finished implement stage")
+            target = stages[-1]
+        if target["status"] != "succeeded":
+            raise InvalidInput(f"run {target['id']} is {target['status']}; it has no diff yet")
+        return str((target.get("output") or {}).get("diff") or ""), target["id"]
+
+    async def _review(self, run: dict[str, Any], diff: str) -> tuple[Verdict, str]:
+        resolved = self.runs.resolve(run["model"], run["api_base"])
+        backend = await asyncio.to_thread(self.backend)
+        if len(diff) > MAX_DIFF_CHARS:
+            diff = diff[:MAX_DIFF_CHARS] + "\n[… the rest of the diff was cut …]\n"
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": INSTRUCTIONS},
+            {"role": "user", "content": f"## Goal\n{run['goal']}\n\n## Change\n```diff\n{diff}```"},
+        ]
+        problem = ""
+        for attempt in (1, 2):
+            writer = DeltaWriter(self.runs, run["id"], attempt=attempt)
+            request = ChatRequest(
+                model=resolved.litellm_model,
+                messages=messages,
+                api_base=resolved.api_base,
+                api_key=resolved.api_key,
+            )
+            try:
+                completion = await backend.complete(request, writer)
+            except ProviderError as exc:
+                await writer.flush()
+                await self.record_usage(run, resolved.name, None, exc.kind)
+                raise
+            await writer.flush()
+            await self.record_usage(run, resolved.name, completion, "ok")
+            try:
+                return parse_verdict(completion.text), resolved.name
+            except CriticInvalid as exc:
+                problem = exc.message
+                await self.runs.emit(run["id"], "assessment.invalid", {"error": problem})
+                messages += [
+                    {"role": "assistant", "content": completion.text},
+                    {
+                        "role": "user",
+                        "content": f"That was not a valid assessment: {problem}\n"
+                        "Answer again with the JSON object only.",
+                    },
+                ]
+        raise CriticInvalid(f"the critic's answer was invalid twice; last problem: {problem}")
