@@ -28,6 +28,9 @@ from kyros.redaction import Redactor
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
 litellm.telemetry = False
+# kyros counts tokens from the provider's usage (or its own estimate) and prices them itself;
+# litellm's own counting (for streams without usage) loads a tokenizer (~40 MB) and costs CPU.
+litellm.disable_token_counter = True
 
 DEFAULT_CONTEXT_WINDOW = 8192
 SCRIPTED_PREFIX = "kyros-scripted"

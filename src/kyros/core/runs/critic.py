@@ -13,11 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from kyros.core.ai.backend import ChatRequest, ProviderError
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.runs.plan_output import describe_validation_error, json_objects
-from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import events as events_repo
 from kyros.core.store import quality as quality_repo
 from kyros.core.store import threads as threads_repo
@@ -164,21 +162,7 @@ class CriticExecutor(RunExecutor):
         ]
         problem = ""
         for attempt in (1, 2):
-            writer = DeltaWriter(self.runs, run["id"], attempt=attempt)
-            request = ChatRequest(
-                model=resolved.litellm_model,
-                messages=messages,
-                api_base=resolved.api_base,
-                api_key=resolved.api_key,
-            )
-            try:
-                completion = await backend.complete(request, writer)
-            except ProviderError as exc:
-                await writer.flush()
-                await self.record_usage(run, resolved.name, None, exc.kind)
-                raise
-            await writer.flush()
-            await self.record_usage(run, resolved.name, completion, "ok")
+            completion = await self.call_model(run, resolved, backend, messages, attempt=attempt)
             try:
                 return parse_verdict(completion.text), resolved.name
             except CriticInvalid as exc:

@@ -11,9 +11,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kyros.core.ai.backend import Completion, LLMBackend
+from kyros.core.ai.backend import ChatRequest, Completion, LLMBackend, ProviderError
+from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.service import RunService
+from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import runs as runs_repo
 from kyros.core.store import usage as usage_repo
 from kyros.errors import KyrosError
@@ -70,6 +72,39 @@ class RunExecutor:
             events = await self.runs.end(conn, run, status, data, **fields)
             await ctx.finish_in(conn, {"status": status})
         self.runs.bus.publish(events)
+
+    async def call_model(
+        self,
+        run: dict[str, Any],
+        resolved: ResolvedModel,
+        backend: LLMBackend,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        stream: bool = True,
+        **tags: object,
+    ) -> Completion:
+        """One model call of ``run``: tokens stream as ``model.delta`` events tagged with
+        ``tags``; the call (or its failure) is one ledger row."""
+        writer = DeltaWriter(self.runs, run["id"], **tags) if stream else None
+        request = ChatRequest(
+            model=resolved.litellm_model,
+            messages=messages,
+            api_base=resolved.api_base,
+            api_key=resolved.api_key,
+            tools=tools,
+        )
+        try:
+            completion = await backend.complete(request, writer)
+        except ProviderError as exc:
+            if writer is not None:
+                await writer.flush()
+            await self.record_usage(run, resolved.name, None, exc.kind)
+            raise
+        if writer is not None:
+            await writer.flush()
+        await self.record_usage(run, resolved.name, completion, "ok")
+        return completion
 
     async def record_usage(
         self, run: dict[str, Any], model: str, completion: Completion | None, outcome: str

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from kyros.core.agents import Profile
-from kyros.core.ai.backend import ChatRequest, LLMBackend, ProviderError
+from kyros.core.ai.backend import LLMBackend
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs import memory
 from kyros.core.runs.approvals import decide
 from kyros.core.runs.executor import RunExecutor
-from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import events as events_repo
 from kyros.core.store import threads as threads_repo
 from kyros.core.tools.pathpolicy import PathPolicy
@@ -250,14 +249,9 @@ class _Loop:
         upto = memory.compaction_cut(history, int(window * memory.KEEP_SHARE))
         if upto is None:
             return history
-        request = ChatRequest(
-            model=resolved.litellm_model,
-            messages=memory.summary_request(history, upto),
-            api_base=resolved.api_base,
-            api_key=resolved.api_key,
+        completion = await self.x.call_model(
+            self.run, resolved, backend, memory.summary_request(history, upto), stream=False
         )
-        completion = await backend.complete(request)
-        await self.x.record_usage(self.run, resolved.name, completion, "ok")
         async with self.runs.store.write() as conn:
             await self.ctx.fence(conn)
             await threads_repo.append(
@@ -297,22 +291,9 @@ class _Loop:
             "model.request",
             {"turn": turn, "model": resolved.name, "messages": len(messages)},
         )
-        writer = DeltaWriter(self.runs, self.run["id"], turn=turn)
-        request = ChatRequest(
-            model=resolved.litellm_model,
-            messages=messages,
-            api_base=resolved.api_base,
-            api_key=resolved.api_key,
-            tools=TOOL_SPECS,
+        completion = await self.x.call_model(
+            self.run, resolved, backend, messages, tools=TOOL_SPECS, turn=turn
         )
-        try:
-            completion = await backend.complete(request, writer)
-        except ProviderError as exc:
-            await writer.flush()
-            await self.x.record_usage(self.run, resolved.name, None, exc.kind)
-            raise
-        await writer.flush()
-        await self.x.record_usage(self.run, resolved.name, completion, "ok")
         self.run = await self.runs.get(self.run["id"])  # fresh totals for the budget check
         calls = [call.to_message() for call in completion.tool_calls]
         async with self.runs.store.write() as conn:

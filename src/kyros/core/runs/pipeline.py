@@ -15,6 +15,7 @@ from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.store import events as events_repo
 from kyros.core.store import quality as quality_repo
+from kyros.core.store.bridge import Conn
 from kyros.protocol import TERMINAL_STATUSES
 
 STAGES = ("plan", "implement", "critic")
@@ -158,14 +159,8 @@ class PipelineExecutor(RunExecutor):
             }
             async with ctx.store.write() as conn:
                 await ctx.fence(conn)
-                await quality_repo.add_escalation(
-                    conn,
-                    run_id=run["id"],
-                    action="human",
-                    reason=f"{why}; asking a human",
-                    assessment_id=out.get("assessment_id"),
-                )
-                events = await self.runs.pause(conn, run, pending)
+                events = [await _step(conn, run, "human", f"{why}; asking a human", out)]
+                events += await self.runs.pause(conn, run, pending)
                 await ctx.finish_in(conn, {"status": "needs_approval"})
             self.runs.bus.publish(events)
             return {"status": "needs_approval"}
@@ -211,20 +206,7 @@ class PipelineExecutor(RunExecutor):
         )
         async with ctx.store.write() as conn:
             await ctx.fence(conn)
-            await quality_repo.add_escalation(
-                conn,
-                run_id=run["id"],
-                action=action,
-                reason=reason,
-                assessment_id=out.get("assessment_id"),
-                child_run_id=created["id"],
-            )
-            event = await events_repo.append(
-                conn,
-                run["id"],
-                "escalation",
-                {"action": action, "reason": reason, "run_id": created["id"]},
-            )
+            event = await _step(conn, run, action, reason, out, child_run_id=created["id"])
             await ctx.finish_in(conn, {"status": "waiting"})
         self.runs.bus.publish([event])
         return {"status": "waiting", "stage": kind}
@@ -234,16 +216,7 @@ class PipelineExecutor(RunExecutor):
     ) -> None:
         async with ctx.store.write() as conn:
             await ctx.fence(conn)
-            await quality_repo.add_escalation(
-                conn,
-                run_id=run["id"],
-                action=action,
-                reason=reason,
-                assessment_id=out.get("assessment_id"),
-            )
-            event = await events_repo.append(
-                conn, run["id"], "escalation", {"action": action, "reason": reason}
-            )
+            event = await _step(conn, run, action, reason, out)
         self.runs.bus.publish([event])
 
     async def _human_answered(
@@ -264,3 +237,27 @@ class PipelineExecutor(RunExecutor):
         await self._record(ctx, run, "rejected", reason, out)
         await self.finish(ctx, run, "failed", {"reason": reason}, error=reason)
         return {"status": "failed"}
+
+
+async def _step(
+    conn: Conn,
+    run: dict[str, Any],
+    action: str,
+    reason: str,
+    out: dict[str, Any],
+    *,
+    child_run_id: str | None = None,
+) -> dict[str, Any]:
+    """One escalation step: its ``escalation_workflows`` row and its event, in ``conn``."""
+    await quality_repo.add_escalation(
+        conn,
+        run_id=run["id"],
+        action=action,
+        reason=reason,
+        assessment_id=out.get("assessment_id"),
+        child_run_id=child_run_id,
+    )
+    data = {"action": action, "reason": reason}
+    if child_run_id:
+        data["run_id"] = child_run_id
+    return await events_repo.append(conn, run["id"], "escalation", data)

@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from kyros.core.ai.backend import ChatRequest, ProviderError
 from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
@@ -21,7 +20,6 @@ from kyros.core.runs.plan_output import (
     plan_instructions,
     render_plan_markdown,
 )
-from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import threads as threads_repo
 from kyros.core.workspace import gather_context, render_context
 
@@ -79,28 +77,16 @@ class PlanExecutor(RunExecutor):
         last_error = ""
         for attempt in (1, 2):
             await self.runs.emit(
-                run_id, "progress", {"phase": "model", "model": resolved.name, "try": attempt}
+                run_id, "progress", {"phase": "model", "model": resolved.name, "attempt": attempt}
             )
-            writer = DeltaWriter(self.runs, run_id, attempt=attempt)
-            request = ChatRequest(
-                model=resolved.litellm_model,
-                messages=messages,
-                api_base=resolved.api_base,
-                api_key=resolved.api_key,
-            )
-            try:
-                completion = await backend.complete(request, writer)
-            except ProviderError as exc:
-                await writer.flush()
-                await self.record_usage(run, resolved.name, None, exc.kind)
-                raise
-            await writer.flush()
-            await self.record_usage(run, resolved.name, completion, "ok")
+            completion = await self.call_model(run, resolved, backend, messages, attempt=attempt)
             try:
                 plan = parse_plan(completion.text)
             except PlanInvalid as exc:
                 last_error = exc.message
-                await self.runs.emit(run_id, "plan.invalid", {"error": last_error, "try": attempt})
+                await self.runs.emit(
+                    run_id, "plan.invalid", {"error": last_error, "attempt": attempt}
+                )
                 messages += [
                     {"role": "assistant", "content": completion.text},
                     {
