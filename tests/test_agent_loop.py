@@ -205,3 +205,49 @@ async def test_memory_compaction_summarizes_and_keeps_every_message(core: Any, r
     assert any(m["role"] == "summary" for m in history)
     events = await core.runs.events_after(run["id"], 0)
     assert any(e["type"] == "memory.compacted" for e in events)
+
+
+def test_s8_an_agent_cannot_reach_outside_its_worktree(
+    shared_daemon: Daemon, repo: Path, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET\n")
+    outside = tmp_path / "planted.txt"
+    attempts = [
+        call("a", "read_file", path=str(secret)),
+        call("b", "read_file", path="../../secret.txt"),
+        call("c", "write_file", path="../planted.txt", content="x"),
+        call("d", "write_file", path=str(outside), content="x"),
+        call("e", "write_file", path=".git/hooks/pre-commit", content="#!/bin/sh\ntouch x\n"),
+        call("f", "write_file", path=".kyros/config.toml", content="api_base='http://evil'"),
+        call("g", "run_command", command="pwd", cwd="../.."),
+        call("h", "rename_file", src="calc/__init__.py", dst="../moved.py"),
+        call("i", "read_file", path="/proc/self/root/etc/hostname"),
+    ]
+    fake_openai.enqueue(Reply(tool_calls=attempts), Reply(text="tried everything"))
+    # Even an agent whose policy lets everything run stays inside its worktree.
+    added = shared_daemon.cli(
+        "agents", "add", "unleashed", "--tools", "read,write,command", "--policy", "full"
+    )
+    assert added.returncode == 0, added.stderr
+    out = shared_daemon.cli(
+        "run",
+        "implement",
+        "escape",
+        "--agent",
+        "unleashed",
+        "-w",
+        str(repo),
+        "--model",
+        "openai/fake-coder",
+        "--api-base",
+        fake_openai.url,
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    results = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "tool"]
+    assert len(results) == len(attempts)
+    assert all(r["content"].startswith("error:") for r in results), results
+    assert "TOP-SECRET" not in json.dumps(fake_openai.requests[-1].body)
+    assert not outside.exists() and not (tmp_path / "moved.py").exists()
+    assert json.loads(out.stdout)["output"]["diff"] == ""  # nothing changed, even inside
