@@ -311,6 +311,49 @@ class AgentList(BaseModel):
     agents: list[Agent]
 
 
+# --- terminals -----------------------------------------------------------------------------------
+
+TerminalName = Annotated[CleanStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class TerminalCreate(_Wire):
+    """Body of ``POST /v1/terminals``: what to run (default: the user's shell), where, how big."""
+
+    command: list[Annotated[CleanStr, Field(max_length=4096)]] | None = Field(
+        default=None, max_length=256
+    )
+    cwd: PathStr | None = None
+    name: TerminalName | None = None
+    rows: Annotated[int, Field(ge=2, le=1000)] = 24
+    cols: Annotated[int, Field(ge=2, le=1000)] = 80
+
+
+class TerminalInput(_Wire):
+    """Body of ``POST /v1/terminals/{id}/input``: text typed into the terminal."""
+
+    data: Annotated[CleanStr, Field(min_length=1, max_length=64 * 1024)]
+
+
+class Terminal(BaseModel):
+    id: str
+    name: str | None = None
+    command: list[str]
+    cwd: str
+    pid: int | None = None
+    rows: int
+    cols: int
+    status: Literal["running", "exited"]
+    exit_code: int | None = None
+    signal: int | None = None
+    run_id: str | None = None
+    viewers: int = 0
+    created_at: datetime
+
+
+class TerminalList(BaseModel):
+    terminals: list[Terminal]
+
+
 # --- daemon --------------------------------------------------------------------------------------
 
 

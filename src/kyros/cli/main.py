@@ -21,6 +21,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     ),
     "runs": ("kyros.cli.runs_cmd", "List, inspect, follow, diff and cancel runs."),
     "agents": ("kyros.cli.agents_cmd", "List, inspect, add, edit and remove agents."),
+    "term": (
+        "kyros.cli.term_cmd",
+        "Terminals owned by the daemon: new, ls, attach, send, kill, logs.",
+    ),
     "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
     "db": ("kyros.cli.db_cmd", "Store migrations."),
     "config": ("kyros.cli.config_cmd", "Inspect configuration."),

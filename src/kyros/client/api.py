@@ -142,6 +142,29 @@ class Client:
     def remove_agent(self, name: str) -> None:
         self.request("DELETE", f"/v1/agents/{name}")
 
+    def terminals(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/terminals")["terminals"])
+
+    def terminal(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/terminals/{ref}"))
+
+    def create_terminal(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/terminals", json=body))
+
+    def kill_terminal(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/v1/terminals/{ref}"))
+
+    def send_terminal(self, ref: str, data: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/terminals/{ref}/input", json={"data": data}))
+
+    def terminal_logs(self, ref: str) -> str:
+        try:
+            response = self._http.get(f"/v1/terminals/{ref}/logs")
+        except _TRANSPORT_ERRORS as exc:
+            raise self._unreachable(exc) from None
+        self._check(response)
+        return response.text
+
     def config(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/config")["entries"])
 

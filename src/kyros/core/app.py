@@ -27,6 +27,7 @@ from kyros.core.store import agents as agents_repo
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import revision
 from kyros.core.store.engine import Store
+from kyros.core.terminals.manager import TerminalManager
 from kyros.errors import KyrosError, NotFound, UsageError
 from kyros.settings import Loaded
 
@@ -97,6 +98,7 @@ class Core:
         self.backend_error: str | None = None
         register_builtin(self.registry)
         self.agents = AgentService(self.store)
+        self.terminals = TerminalManager()
         self.registry.register("plan", PlanExecutor(self.runs, self.backend))
         self.registry.register(
             "implement",
@@ -170,6 +172,7 @@ class Core:
                 log.warning("store checkpoint failed: %s", exc.message)
 
     async def stop(self) -> None:
+        await self.terminals.close_all()
         await self.pool.stop()
         self._maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError, KyrosError):

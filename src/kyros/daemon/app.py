@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from kyros import API_VERSION, __version__
 from kyros.core.app import Core
-from kyros.daemon.routes import agents, health, misc, runs
+from kyros.daemon.routes import agents, health, misc, runs, terminals
 from kyros.errors import KyrosError
 
 log = logging.getLogger("kyros.daemon")
@@ -83,6 +83,7 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(misc.router)
     app.include_router(agents.router)
+    app.include_router(terminals.router)
     return app
 
 

@@ -1,0 +1,172 @@
+"""Terminals: create, list, read, kill, type into, read back as text, and attach (WebSocket).
+
+The WebSocket is authenticated at the handshake by the Guard (token over TCP, the socket's
+permissions locally; a foreign Origin is refused) before this code — or the pty — sees a byte.
+Frames: binary both ways for terminal bytes; text frames for JSON control messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse
+
+from kyros.core.app import Core
+from kyros.core.terminals import ViewerLagged
+from kyros.core.terminals.emulator import TerminalEmulator
+from kyros.core.terminals.session import TerminalSession
+from kyros.daemon.routes.deps import core
+from kyros.errors import KyrosError
+from kyros.protocol import Terminal, TerminalCreate, TerminalInput, TerminalList
+
+router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
+
+Ref = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+#: WebSocket close code for "no such terminal" (4000-4999 are the application's).
+CLOSE_NOT_FOUND = 4404
+
+
+def describe(s: TerminalSession) -> Terminal:
+    return Terminal(
+        id=s.id,
+        name=s.name,
+        command=s.command,
+        cwd=str(s.cwd),
+        pid=s.pid,
+        rows=s.rows,
+        cols=s.cols,
+        status="running" if s.running else "exited",
+        exit_code=s.exit_code,
+        signal=s.signal,
+        run_id=s.run_id,
+        viewers=s.viewers,
+        created_at=s.created_at,
+    )
+
+
+@router.get("", response_model=TerminalList)
+async def list_terminals(c: Annotated[Core, Depends(core)]) -> TerminalList:
+    """Terminals of this daemon, running and recently exited, oldest first."""
+    return TerminalList(terminals=[describe(s) for s in c.terminals.list()])
+
+
+@router.post("", response_model=Terminal, status_code=201)
+async def create_terminal(body: TerminalCreate, c: Annotated[Core, Depends(core)]) -> Terminal:
+    """Start a command (the user's shell by default) on a new pty owned by the daemon."""
+    session = c.terminals.create(
+        body.command,
+        cwd=body.cwd or os.path.expanduser("~"),
+        name=body.name,
+        rows=body.rows,
+        cols=body.cols,
+    )
+    return describe(session)
+
+
+@router.get("/{ref}", response_model=Terminal)
+async def get_terminal(ref: Ref, c: Annotated[Core, Depends(core)]) -> Terminal:
+    """One terminal, by id or name."""
+    return describe(c.terminals.get(ref))
+
+
+@router.delete("/{ref}", response_model=Terminal)
+async def kill_terminal(ref: Ref, c: Annotated[Core, Depends(core)]) -> Terminal:
+    """End a terminal's program (SIGTERM, then SIGKILL after a grace period)."""
+    return describe(await c.terminals.kill(ref))
+
+
+@router.post("/{ref}/input", response_model=Terminal)
+async def type_into(ref: Ref, body: TerminalInput, c: Annotated[Core, Depends(core)]) -> Terminal:
+    """Type text into a terminal without attaching."""
+    session = c.terminals.get(ref)
+    session.write(body.data.encode("utf-8"))
+    return describe(session)
+
+
+@router.get("/{ref}/logs", response_class=PlainTextResponse)
+async def terminal_logs(ref: Ref, c: Annotated[Core, Depends(core)]) -> PlainTextResponse:
+    """The scrollback as plain text, rendered by the terminal emulator: full-screen programs
+    leave the screen they drew over; no escape sequence comes back."""
+    session = c.terminals.get(ref)
+    emulator = TerminalEmulator(cols=session.cols, rows=session.rows)
+    emulator.feed(session.scrollback())
+    return PlainTextResponse(emulator.text())
+
+
+@router.websocket("/{ref}/attach")
+async def attach(websocket: WebSocket, ref: str) -> None:
+    """Attach: the scrollback first, then live output; keystrokes and resizes back."""
+    c: Core = websocket.app.state.core
+    try:
+        session = c.terminals.get(ref)
+    except KyrosError:
+        await websocket.close(code=CLOSE_NOT_FOUND)
+        return
+    await websocket.accept()
+    _resize_from_query(websocket, session)
+    viewer = session.attach()
+    try:
+        await websocket.send_bytes(viewer.snapshot)
+        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer))
+        incoming = asyncio.create_task(_pump_in(websocket, session))
+        _, pending = await asyncio.wait({outgoing, incoming}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client went away: the session runs on
+    finally:
+        viewer.detach()
+
+
+def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
+    try:
+        rows = int(websocket.query_params.get("rows", "0"))
+        cols = int(websocket.query_params.get("cols", "0"))
+    except ValueError:
+        return
+    if rows and cols and session.running:
+        with contextlib.suppress(KyrosError):
+            session.resize(rows, cols)
+
+
+async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: Any) -> None:
+    while True:
+        try:
+            data = await viewer.read()
+        except ViewerLagged:
+            # Too slow a client: tell it, reset its screen, replay the scrollback, go on.
+            await websocket.send_text(json.dumps({"type": "lagged", "dropped": viewer.dropped}))
+            data = b"\x1bc" + viewer.resync()
+        if not data:
+            break
+        await websocket.send_bytes(data)
+    if session.exited.is_set():
+        await websocket.send_text(
+            json.dumps({"type": "exit", "code": session.exit_code, "signal": session.signal})
+        )
+    await websocket.close()
+
+
+async def _pump_in(websocket: WebSocket, session: TerminalSession) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes"):
+            with contextlib.suppress(KyrosError):  # typed after exit: nothing to type into
+                session.write(message["bytes"])
+        elif message.get("text"):
+            try:
+                control = json.loads(message["text"])
+            except ValueError:
+                continue
+            if isinstance(control, dict) and control.get("type") == "resize":
+                with contextlib.suppress(KyrosError, TypeError, ValueError):
+                    session.resize(int(control["rows"]), int(control["cols"]))
