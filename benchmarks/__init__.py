@@ -14,4 +14,5 @@ BENCHMARKS = (
     "memory",
     "plan_e2e",
     "agent_loop",
+    "terminal_io",
 )
