@@ -72,6 +72,11 @@ def test_implement_fixes_the_bug_in_a_worktree_then_apply(
     tool_messages = [m for m in fake_openai.requests[4].body["messages"] if m["role"] == "tool"]
     assert "1 passed" in tool_messages[-1]["content"]
     assert all("\x1b" not in m["content"] for m in tool_messages)
+    # The command ran in a daemon terminal tied to the run, one a user could attach to.
+    terminals = json.loads(shared_daemon.cli("term", "ls", "--json").stdout)
+    mine = [t for t in terminals if t["run_id"] == run["id"]]
+    assert len(mine) == 1 and mine[0]["status"] == "exited" and mine[0]["exit_code"] == 0
+    assert "pytest" in " ".join(mine[0]["command"])
     # `runs diff` prints the same diff for a pipe.
     diff = shared_daemon.cli("runs", "diff", run["id"])
     assert diff.returncode == 0 and diff.stdout == output["diff"]

@@ -92,18 +92,22 @@ class Core:
             cancel_local=self.pool.cancel_local,
         )
         self.registry.give_up = self.runs.give_up
+        self.terminals = TerminalManager()
         self._backend = backend
         self._backend_lock = threading.Lock()
         self.migrate_on_start = migrate_on_start
         self.backend_error: str | None = None
         register_builtin(self.registry)
         self.agents = AgentService(self.store)
-        self.terminals = TerminalManager()
         self.registry.register("plan", PlanExecutor(self.runs, self.backend))
         self.registry.register(
             "implement",
             ImplementExecutor(
-                self.runs, self.backend, agents=self.agents, sandboxes=loaded.paths.sandboxes
+                self.runs,
+                self.backend,
+                agents=self.agents,
+                sandboxes=loaded.paths.sandboxes,
+                terminals=self.terminals,
             ),
         )
         self.registry.register("critic", CriticExecutor(self.runs, self.backend))

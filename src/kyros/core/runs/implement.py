@@ -22,8 +22,10 @@ from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs import memory
 from kyros.core.runs.approvals import decide
 from kyros.core.runs.executor import RunExecutor
+from kyros.core.runs.terminal_commands import TerminalCommands
 from kyros.core.store import events as events_repo
 from kyros.core.store import threads as threads_repo
+from kyros.core.terminals.manager import TerminalManager
 from kyros.core.tools.pathpolicy import PathPolicy
 from kyros.core.tools.registry import TOOL_CLASS, TOOL_SPECS, Toolbox, parse_arguments
 from kyros.core.workspace.gitexec import run_git
@@ -60,11 +62,13 @@ class ImplementExecutor(RunExecutor):
         *,
         agents: Any,
         sandboxes: Path,
+        terminals: TerminalManager | None = None,
         command_timeout: float = 300.0,
     ) -> None:
         super().__init__(runs, backend)
         self.agents = agents
         self.sandboxes = sandboxes
+        self.terminals = terminals
         self.command_timeout = command_timeout
 
     async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
@@ -169,6 +173,10 @@ class _Loop:
         self.toolbox = Toolbox(
             PathPolicy(sandbox.root),
             command_timeout=float(profile.limits.get("command_timeout", executor.command_timeout)),
+            # Commands run in daemon terminals tied to the run: `kyros term attach` watches.
+            runner=TerminalCommands(executor.terminals, executor.runs, run["id"])
+            if executor.terminals is not None
+            else None,
         )
         self.turns = 0
         self.tool_calls = 0

@@ -82,7 +82,7 @@ def build_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class _Capped:
+class Capped:
     """Keeps the first ``head`` and last ``tail`` bytes of a stream and counts the rest."""
 
     def __init__(self, limit: int) -> None:
@@ -225,7 +225,7 @@ async def run_command(
         raise ToolError(f"could not start the command: {exc.strerror or exc}") from None
     assert proc.stdout is not None
     stdout = proc.stdout
-    out = _Capped(max_output)
+    out = Capped(max_output)
 
     async def read_all() -> None:
         while chunk := await stdout.read(_CHUNK):

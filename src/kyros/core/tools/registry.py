@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kyros.core.tools import files, patch
-from kyros.core.tools.command import MAX_OUTPUT, run_command
+from kyros.core.tools.command import MAX_OUTPUT, CommandResult, run_command
 from kyros.core.tools.files import ToolError
 from kyros.core.tools.pathpolicy import PathDenied, PathPolicy
 from kyros.core.tools.sanitize import clean_text
@@ -203,8 +205,14 @@ class ToolResult:
     changed: list[str] = field(default_factory=list)
 
 
+#: Runs ``command`` in ``cwd`` (already checked) for at most ``timeout`` seconds, keeping at
+#: most ``max_output`` bytes of output: another home for run_command (a daemon terminal).
+CommandRunner = Callable[[str, Path, float, int], Awaitable[CommandResult]]
+
+
 class Toolbox:
-    """Runs tool calls against one workspace."""
+    """Runs tool calls against one workspace. ``runner`` replaces the plain subprocess that
+    runs ``run_command`` (the daemon runs an agent's commands in terminals users can watch)."""
 
     def __init__(
         self,
@@ -212,10 +220,12 @@ class Toolbox:
         *,
         command_timeout: float = 60.0,
         max_output: int = MAX_OUTPUT,
+        runner: CommandRunner | None = None,
     ) -> None:
         self.policy = policy
         self.command_timeout = command_timeout
         self.max_output = max_output
+        self.runner = runner
 
     async def call(self, name: str, args: dict[str, Any]) -> ToolResult:
         """Run tool ``name``; a refused path or a failed tool becomes ``ok=False`` with the
@@ -235,6 +245,10 @@ class Toolbox:
 
     async def _command(self, args: dict[str, Any]) -> ToolResult:
         timeout = min(float(args.get("timeout", self.command_timeout)), self.command_timeout)
+        if self.runner is not None:
+            cwd = await asyncio.to_thread(self.policy.cwd, args.get("cwd", "."))
+            result = await self.runner(args["command"], cwd, timeout, self.max_output)
+            return ToolResult(ok=result.exit_code == 0, output=result.for_model())
         result = await run_command(
             self.policy,
             args["command"],
