@@ -248,7 +248,14 @@ def test_cli_attach_in_a_real_terminal_detaches_and_restores_it(
                     break
 
     try:
-        time.sleep(1.0)  # the client starts (Python) and attaches
+        # The client starts (Python) and attaches; type only once the daemon counts it.
+        deadline = time.monotonic() + 30
+        while not any(
+            t["name"] == "cli-sh" and t["viewers"] >= 1
+            for t in json.loads(d.cli("term", "ls", "--json").stdout)
+        ):
+            assert time.monotonic() < deadline, "the attach never reached the daemon"
+            time.sleep(0.2)
         proc.write(b"printf '\\033]52;c;cHduZWQ=\\007'; echo size=$(stty size)\r")
         read_until(b"size=30 100")  # the resize followed the local terminal
         assert b"\x1b]52" not in seen  # the clipboard escape was dropped

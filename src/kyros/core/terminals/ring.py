@@ -13,6 +13,11 @@ Dropping bytes from the middle of a terminal stream would leave a screen wrong i
 could see (half an escape sequence, a lost clear); buffering without a cap would let one stuck
 client hold the daemon's memory hostage. The scrollback is a consistent suffix of the stream, so
 replaying it onto a reset screen is correct.
+
+A reader that sends each chunk on (the attach WebSocket) can ask :meth:`Viewer.read` to
+*linger*: when output is streaming, wait a moment so that one message carries many pty reads
+(a pty hands out a few KiB per read) instead of paying a WebSocket frame, a socket write and a
+client wake-up for each. Small output (an echoed keystroke, a prompt) is never held back.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_SCROLLBACK",
+    "LINGER_MIN",
     "VIEWER_MAX_PENDING",
     "VIEWER_READ_MAX",
     "ScrollbackRing",
@@ -35,6 +41,9 @@ DEFAULT_SCROLLBACK = 2 * 1024 * 1024
 VIEWER_MAX_PENDING = 4 * 1024 * 1024
 #: Largest chunk :meth:`Viewer.read` returns: one WebSocket message of a sensible size.
 VIEWER_READ_MAX = 256 * 1024
+#: Pending output from which a lingering :meth:`Viewer.read` waits for more: a pty read this
+#: large means a program is streaming; a keystroke's echo or a prompt is far smaller.
+LINGER_MIN = 1024
 
 
 class ScrollbackRing:
@@ -145,6 +154,7 @@ class Viewer:
         self._label = label
         self._pending = bytearray()
         self._ready = asyncio.Event()
+        self._want = 1  # pending bytes at which a waiting reader is woken
         self._closed = False
 
     @property
@@ -152,9 +162,12 @@ class Viewer:
         """Detached, or its terminal ended; :meth:`read` returns what is left, then ``b""``."""
         return self._closed
 
-    async def read(self, max_bytes: int = VIEWER_READ_MAX) -> bytes:
+    async def read(self, max_bytes: int = VIEWER_READ_MAX, *, linger: float = 0.0) -> bytes:
         """The next output, at most ``max_bytes``; ``b""`` once closed and drained.
 
+        With ``linger`` (seconds), output that is streaming — at least ``LINGER_MIN`` bytes
+        pending — is held until ``max_bytes`` are pending or ``linger`` has passed, so it comes
+        back in one piece; smaller output returns at once.
         Raises :class:`ViewerLagged` when output was dropped for this viewer.
         """
         while True:
@@ -163,16 +176,36 @@ class Viewer:
                     f"viewer fell more than {self.max_pending} bytes behind terminal "
                     f"{self._label}; resync from the scrollback"
                 )
-            if self._pending:
-                size = min(len(self._pending), max_bytes)
-                data = bytes(self._pending[:size])
-                del self._pending[:size]  # O(1) at the front of a bytearray
-                self.position += size
+            pending = len(self._pending)
+            if pending:
+                if linger > 0 and LINGER_MIN <= pending < max_bytes and not self._closed:
+                    await self._gather(max_bytes, linger)
+                    linger = 0.0  # once: then whatever is there goes
+                    continue
+                if pending <= max_bytes:
+                    data = bytes(self._pending)
+                    self._pending.clear()
+                else:
+                    data = bytes(self._pending[:max_bytes])
+                    del self._pending[:max_bytes]  # O(1) at the front of a bytearray
+                self.position += len(data)
                 return data
             if self._closed:
                 return b""
             self._ready.clear()
             await self._ready.wait()
+
+    async def _gather(self, size: int, timeout: float) -> None:
+        """Wait until ``size`` bytes are pending, ``timeout`` passed, or the viewer lagged or
+        closed. :meth:`_feed` wakes the reader only at ``size``, not at every chunk."""
+        self._want = size
+        self._ready.clear()
+        timer = asyncio.get_running_loop().call_later(timeout, self._ready.set)
+        try:
+            await self._ready.wait()
+        finally:
+            timer.cancel()
+            self._want = 1
 
     def resync(self) -> bytes:
         """Leave the lagged state: the scrollback to replay on a reset screen.
@@ -200,9 +233,11 @@ class Viewer:
             self.lagged = True
             self.dropped += len(self._pending) + len(data)
             self._pending = bytearray()  # release the backlog's memory now
+            self._ready.set()
         else:
             self._pending += data
-        self._ready.set()
+            if len(self._pending) >= self._want:
+                self._ready.set()
 
     def _close(self) -> None:
         self._closed = True

@@ -1,7 +1,7 @@
 """One pty session owned by the daemon, run without ever blocking the event loop.
 
-The non-blocking pty master is read by a ``loop.add_reader`` callback doing one read of at most
-64 KiB (a flood of output costs the loop short callbacks, never a long stretch); input is queued
+The non-blocking pty master is read by a ``loop.add_reader`` callback reading at most 64 KiB
+(a flood of output costs the loop short callbacks, never a long stretch); input is queued
 and written by a ``loop.add_writer`` callback (a large paste into a program that is not reading
 waits in our queue, not in ``write(2)``). The child's exit is watched through a pidfd, else by
 polling ``waitpid(WNOHANG)``; ptyprocess's ``terminate()``, ``close()`` and ``wait()`` sleep or
@@ -26,7 +26,7 @@ from kyros.errors import Conflict, InvalidInput, PayloadTooLarge
 
 __all__ = ["KILL_GRACE_S", "MAX_SIDE", "TerminalSession", "check_size"]
 
-#: One read per reader callback, at most this much: bounded work per loop iteration.
+#: Read per reader callback, at most this much: bounded work per loop iteration.
 READ_CHUNK = 64 * 1024
 #: Input queued for a child that is not reading; past it, :meth:`TerminalSession.write` refuses.
 MAX_PENDING_INPUT = 8 * 1024 * 1024
@@ -204,21 +204,34 @@ class TerminalSession:
             await asyncio.wait_for(self.exited.wait(), DRAIN_S + 1.0)
 
     def _on_readable(self) -> None:
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every slave descriptor is closed
-            data = b""
-        if not data:
+        # Read again until the pty has nothing more (or READ_CHUNK was read): a pty master
+        # hands out a few KiB per read, and the kernel has often refilled it by the time one
+        # read returns, so this saves a trip through the event loop for most reads.
+        chunks: list[bytes] = []
+        size = 0
+        eof = False
+        while size < READ_CHUNK:
+            try:
+                data = os.read(self._fd, READ_CHUNK - size)
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: every slave descriptor is closed
+                data = b""
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+            size += len(data)
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._last_activity = self._loop.time()
+            self._ring.append(data)
+            for viewer in self._viewers:
+                viewer._feed(data)
+        if eof:
             self._stop_io()
             if self._reaped:
                 self._finish()
-            return
-        self._last_activity = self._loop.time()
-        self._ring.append(data)
-        for viewer in self._viewers:
-            viewer._feed(data)
 
     def _flush(self) -> None:
         try:

@@ -29,6 +29,9 @@ router = APIRouter(prefix="/v1/terminals", tags=["terminals"])
 Ref = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 #: WebSocket close code for "no such terminal" (4000-4999 are the application's).
 CLOSE_NOT_FOUND = 4404
+#: While a program streams output, how long the first pty read waits for more before it is
+#: sent: one frame then carries many reads. Echoes and prompts are sent at once.
+FRAME_LINGER_S = 0.002
 
 
 def describe(s: TerminalSession) -> Terminal:
@@ -139,7 +142,7 @@ def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
 async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: Any) -> None:
     while True:
         try:
-            data = await viewer.read()
+            data = await viewer.read(linger=FRAME_LINGER_S)
         except ViewerLagged:
             # Too slow a client: tell it, reset its screen, replay the scrollback, go on.
             await websocket.send_text(json.dumps({"type": "lagged", "dropped": viewer.dropped}))
