@@ -16,7 +16,7 @@ ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true"}
 def tests(session: nox.Session) -> None:
     """The whole suite, on SQLite and PostgreSQL."""
     session.install(*CONSTRAINTS, "-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs, env=ENV)
+    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "2"]), env=ENV)
 
 
 @nox.session(python=PY)

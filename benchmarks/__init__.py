@@ -14,5 +14,6 @@ BENCHMARKS = (
     "memory",
     "plan_e2e",
     "agent_loop",
+    "routing",
     "terminal_io",
 )

@@ -109,6 +109,18 @@ def loaded_for(env: dict[str, str], **overrides: Any) -> Any:
 
 
 @pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Any]:
+    """A migrated store on this test's database (SQLite or PostgreSQL)."""
+    from kyros.core.store import migrate
+    from kyros.core.store.engine import Store
+
+    await migrate.upgrade(db_url)
+    s = Store(db_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
 async def core(xdg: dict[str, str], db_url: str) -> AsyncIterator[Any]:
     """An in-process, started core on a fresh database, with fast queue timings."""
     from kyros.core.app import Core

@@ -13,7 +13,7 @@ def _loaded_after(code: str) -> list[str]:
     probe = f"""
 import sys, json
 {code}
-tops = {(*HEAVY, "httpx", "pydantic")!r}
+tops = {(*HEAVY, "httpx", "pydantic", "keyring")!r}
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in tops)))
 """
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -34,6 +34,17 @@ def test_help_loads_no_heavy_module() -> None:
     )
     loaded = _loaded_after(code)
     assert not set(loaded) & set(HEAVY), loaded
+    # Importing keyring picks a backend (D-Bus, plugins): only commands that store keys pay it.
+    assert "keyring" not in loaded, loaded
+
+
+def test_auth_help_loads_no_keyring() -> None:
+    code = (
+        "import sys\nsys.argv=['kyros','auth','--help']\nfrom kyros.cli.main import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+    )
+    loaded = _loaded_after(code)
+    assert "keyring" not in loaded and not set(loaded) & set(HEAVY), loaded
 
 
 def test_client_loads_no_core() -> None:

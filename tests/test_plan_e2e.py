@@ -319,7 +319,8 @@ def test_secrets_reach_neither_config_nor_logs_nor_store(
         with _http(d) as http:
             assert key not in http.get("/v1/config").text
             assert token not in http.get("/v1/config").text
-        fake_openai.enqueue(Reply.error(500, f"upstream exploded, key was {key}"))
+        # Tried, retried once by the router (its one retry layer), then the run fails.
+        fake_openai.enqueue(*[Reply.error(500, f"upstream exploded, key was {key}")] * 2)
         out = d.cli(
             "run",
             "plan",
@@ -338,6 +339,7 @@ def test_secrets_reach_neither_config_nor_logs_nor_store(
         # The provider did get the key (per call), and nothing else kept it.
         assert fake_openai.requests[-1].headers["authorization"] == f"Bearer {key}"
         events = d.cli("runs", "events", json.loads(out.stdout)["id"], "--jsonl").stdout
+        assert len(fake_openai.requests) == 2 and '"model.retry"' in events
     finally:
         d.stop()
     import base64

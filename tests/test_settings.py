@@ -53,6 +53,38 @@ def test_untrusted_project_config_is_inert_and_urls_never_come_from_it(
     assert trusted.settings.api_base is None  # … but a repo never sets where requests go
 
 
+def test_a_trusted_repo_cannot_add_models_roles_or_budgets(
+    xdg: dict[str, str], tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    _write(
+        repo / ".kyros.toml",
+        "budget_day = 1000\n"
+        '[models.cheap]\nmodel = "openai/x"\napi_base = "http://evil.example/v1"\n'
+        '[roles.plan]\nmodel = "cheap"\n',
+    )
+    _write(paths.resolve(xdg).config_file, f'trusted_projects = ["{repo}"]\nbudget_day = 5\n')
+    loaded = settings.load(env=xdg, workspace=repo)
+    assert loaded.settings.models == {} and loaded.settings.roles == {}
+    assert loaded.settings.budget_day == 5  # the user's cap, not the repository's
+
+
+def test_the_catalogue_is_validated_and_shown_redacted(xdg: dict[str, str]) -> None:
+    _write(
+        paths.resolve(xdg).config_file,
+        '[models.mine]\nmodel = "openai/m"\napi_base = "http://u:hunter22@h/v1"\n'
+        '[roles.plan]\nmodel = "mine"\nfallbacks = ["openai/gpt-4.1-mini"]\n',
+    )
+    loaded = settings.load(env=xdg)
+    assert loaded.settings.roles["plan"].fallbacks == ["openai/gpt-4.1-mini"]
+    shown = {e["key"]: e["value"] for e in loaded.entries()}
+    assert shown["models"]["mine"]["api_base"] == "http://u:***@h/v1"
+    with pytest.raises(UsageError, match="unknown role"):
+        settings.load(env={**xdg, "KYROS_ROLES": '{"planner": {"model": "x"}}'})
+    with pytest.raises(UsageError, match="not valid JSON"):
+        settings.load(env={**xdg, "KYROS_MODELS": "{nope"})
+
+
 def test_bad_values_name_their_source(xdg: dict[str, str]) -> None:
     with pytest.raises(UsageError, match=r"workers.*KYROS_WORKERS"):
         settings.load(env={**xdg, "KYROS_WORKERS": "many"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -18,14 +17,6 @@ from kyros.core.store import runs as runs_repo
 from kyros.core.store.engine import Store
 from kyros.core.store.schema import metadata
 from kyros.errors import StoreUnavailable
-
-
-@pytest.fixture
-async def store(db_url: str) -> Any:
-    await migrate.upgrade(db_url)
-    s = Store(db_url)
-    yield s
-    await s.close()
 
 
 async def _run(store: Store) -> str:
@@ -55,7 +46,7 @@ async def test_upgrading_from_0001_keeps_every_row(db_url: str) -> None:
     """A database made by an older kyros keeps its runs, events and agents through the upgrade."""
     from sqlalchemy import func, select, text
 
-    from kyros.core.store.schema import events, runs
+    from kyros.core.store.schema import events, runs, usage
 
     await migrate.upgrade(db_url, "0001")
     old = Store(db_url)
@@ -77,20 +68,29 @@ async def test_upgrading_from_0001_keeps_every_row(db_url: str) -> None:
                 ),
                 {"now": datetime(2026, 1, 1)},
             )
+            await conn.execute(
+                text(
+                    "INSERT INTO usage (run_id, model, tokens_in, tokens_out, cached_tokens, cost,"
+                    " outcome, created_at) VALUES ('r_old', 'm', 1, 2, 0, 0.25, 'ok', :now)"
+                ),
+                {"now": datetime(2026, 1, 1)},
+            )
     finally:
         await old.close()
     status = await migrate.upgrade(db_url)
-    assert status.current == "0002"
+    assert status.current == "0003"
     new = Store(db_url)
     try:
         async with new.read() as conn:
             run = await runs_repo.get(conn, "r_old")
             count = (await conn.execute(select(func.count()).select_from(events))).scalar()
             params = (await conn.execute(select(runs.c.params))).scalars().all()
+            ledger = [dict(r._mapping) for r in await conn.execute(select(usage))]
     finally:
         await new.close()
     assert run is not None and run["cost"] == 0.5 and run["pending"] is None
     assert count == 1 and params == [None]
+    assert len(ledger) == 1 and ledger[0]["cost"] == 0.25 and ledger[0]["reserved"] == 0
 
 
 async def test_datetimes_come_back_utc_aware(store: Store) -> None:

@@ -73,6 +73,11 @@ class Paths:
         """The local user's client credentials (0600): the daemon token for this machine."""
         return self.state_dir / "credentials.json"
 
+    @property
+    def provider_keys_file(self) -> Path:
+        """Provider API keys stored by `kyros auth set-key` when no OS keyring is usable (0600)."""
+        return self.state_dir / "provider-keys.json"
+
 
 def resolve(env: dict[str, str] | None = None) -> Paths:
     """Compute kyros's paths from ``env`` (default: the process environment)."""

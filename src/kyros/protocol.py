@@ -53,10 +53,17 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     ESCALATED = "escalated"
+    #: Stopped before a model call whose worst case would pass a spending cap.
+    BUDGET_EXHAUSTED = "budget_exhausted"
 
     @property
     def terminal(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in (
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.BUDGET_EXHAUSTED,
+        )
 
 
 #: Statuses a run never leaves, and the event type that announces each; nothing follows it.
@@ -352,6 +359,153 @@ class Terminal(BaseModel):
 
 class TerminalList(BaseModel):
     terminals: list[Terminal]
+
+
+# --- usage (the cost ledger) ---------------------------------------------------------------------
+
+
+class UsageBy(StrEnum):
+    """What ``GET /v1/usage`` groups model calls by (``day``: UTC calendar date)."""
+
+    RUN = "run"
+    AGENT = "agent"
+    MODEL = "model"
+    PROJECT = "project"
+    DAY = "day"
+    PROVIDER = "provider"
+    OUTCOME = "outcome"
+
+
+class UsageGroup(BaseModel):
+    """Totals of the model calls sharing one key (or of all of them: a report's ``total``)."""
+
+    #: The group's value (a model, a run id, ``YYYY-MM-DD``…); null where the column is empty.
+    key: str | None
+    calls: int
+    #: Calls whose outcome is ``ok``.
+    ok: int
+    #: Calls that failed: neither ``ok`` nor still ``pending``.
+    failed: int
+    #: Calls per outcome (``ok``, ``pending``, ``rate_limit``, ``timeout_first_token``…).
+    outcomes: dict[str, int]
+    tokens_in: int
+    tokens_out: int
+    cached_tokens: int
+    #: USD.
+    cost: float
+    #: Mean latency of the successful calls, ms; null without any.
+    latency_ms_avg: float | None = None
+
+
+class UsageReport(BaseModel):
+    """``GET /v1/usage``: the ledger grouped, most expensive first (days in calendar order)."""
+
+    by: UsageBy
+    #: The window, ``since <= created_at < until``, as applied (UTC).
+    since: datetime | None = None
+    until: datetime | None = None
+    run: str | None = None
+    groups: list[UsageGroup]
+    total: UsageGroup
+
+
+class UsageCall(BaseModel):
+    """One model call in the ledger."""
+
+    id: int
+    created_at: datetime
+    model: str
+    provider: str | None = None
+    agent: str | None = None
+    project: str | None = None
+    run_id: str | None = None
+    tokens_in: int
+    tokens_out: int
+    cached_tokens: int
+    cost: float
+    latency_ms: float | None = None
+    outcome: str
+    #: The role the call served (plan, implement, critic…), where recorded.
+    role: str | None = None
+    #: A failed call's short, redacted error.
+    error: str | None = None
+
+
+class UsageCallList(BaseModel):
+    calls: list[UsageCall]
+
+
+# --- models (the catalogue) ---------------------------------------------------------------------
+
+
+class ModelCooldown(BaseModel):
+    """A model resting after failures: no call reaches it for ``seconds`` more."""
+
+    seconds: float
+    #: The failure that put it to rest (``rate_limit``, ``auth``, ``timeout_first_token``…).
+    reason: str
+
+
+class ModelEntry(BaseModel):
+    """One model kyros could use: configured (``[models.ALIAS]``, a role, ``model``), detected
+    from a provider key, or the built-in ``demo``. Never carries key material."""
+
+    name: str
+    #: Where it comes from: ``config [models]``, ``config [roles.plan]``, ``detected from …``.
+    source: str
+    #: Roles using it: ``plan``, ``critic fallback``…
+    roles: list[str] = []
+    #: The litellm model id.
+    model: str
+    provider: str
+    api_base: str | None = None
+    #: Whether it can be called now; ``problem`` says why not.
+    available: bool
+    problem: str | None = None
+    #: The environment variable its key is read from (never the key), ``none needed`` or null.
+    key: str | None = None
+    context_window: int | None = None
+    max_output: int | None = None
+    #: USD per 1M tokens: the catalogue's override, else the provider's price list.
+    price_in: float | None = None
+    price_out: float | None = None
+    tools: bool | None = None
+    vision: bool | None = None
+    cooldown: ModelCooldown | None = None
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``: every model, and per role the names its calls try in order."""
+
+    models: list[ModelEntry]
+    roles: dict[str, list[str]]
+
+
+class ModelTestError(BaseModel):
+    #: The failure class: auth, rate_limit, timeout, context_overflow, bad_request, provider,
+    #: cut or cooldown.
+    kind: str
+    #: The ledger's word for it (``timeout_first_token``…).
+    outcome: str
+    message: str
+
+
+class ModelTest(BaseModel):
+    """``POST /v1/models/{name}/test``: one tiny call and what came of it."""
+
+    name: str
+    model: str
+    provider: str
+    api_base: str | None = None
+    ok: bool
+    latency_ms: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    #: USD.
+    cost: float = 0.0
+    #: The start of the answer.
+    reply: str | None = None
+    error: ModelTestError | None = None
 
 
 # --- daemon --------------------------------------------------------------------------------------

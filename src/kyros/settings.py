@@ -7,6 +7,7 @@ user's ``config.toml`` > defaults. :func:`load` is the only reader of ``os.envir
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -14,17 +15,72 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kyros import paths as paths_mod
 from kyros.errors import UsageError
 
 #: Keys a repository's own `.kyros.toml` may never set, even once trusted: where requests go and
 #: which credentials they carry are the user's decision (RELIABILITY S10).
-REPO_FORBIDDEN = frozenset({"api_base", "database_url", "redis_url", "daemon", "token", "plugins"})
+REPO_FORBIDDEN = frozenset(
+    {
+        "api_base",
+        "database_url",
+        "redis_url",
+        "daemon",
+        "token",
+        "plugins",
+        # The catalogue names servers and keys; budgets are the user's money.
+        "models",
+        "roles",
+        "budget_run",
+        "budget_agent",
+        "budget_project",
+        "budget_day",
+    }
+)
 
 #: Keys whose values are secrets: printed as "***" everywhere.
 SECRET_KEYS = frozenset({"token"})
+
+
+ROLES = ("plan", "implement", "critic", "summarize")
+
+
+class ModelSpec(BaseModel):
+    """One catalogue entry (``[models.ALIAS]`` in config.toml): a model under a short name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="litellm model id, e.g. openai/gpt-4.1-mini.")
+    api_base: str | None = Field(default=None, description="Base URL of the server to call.")
+    key: str | None = Field(
+        default=None,
+        description="Provider whose stored key to send (default: the model's provider); "
+        "'none' for servers that need no key.",
+    )
+    context_window: int | None = Field(default=None, gt=0, description="Input tokens accepted.")
+    max_output: int | None = Field(
+        default=None, gt=0, description="Output tokens asked for at most (bounds a call's cost)."
+    )
+    price_in: float | None = Field(default=None, ge=0, description="USD per 1M input tokens.")
+    price_out: float | None = Field(default=None, ge=0, description="USD per 1M output tokens.")
+    price_cached: float | None = Field(
+        default=None, ge=0, description="USD per 1M cached input tokens (default: price_in)."
+    )
+    tools: bool = Field(default=True, description="Supports function calling.")
+    vision: bool = Field(default=False, description="Accepts images.")
+
+
+class RoleSpec(BaseModel):
+    """Which model a role (plan, implement, critic, summarize) uses, and what it falls back to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(default=None, description="Alias or litellm id.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Tried in order when the model fails or cools down."
+    )
 
 
 class Settings(BaseModel):
@@ -47,6 +103,47 @@ class Settings(BaseModel):
     )
     api_base: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible server for the model."
+    )
+    models: dict[str, ModelSpec] = Field(
+        default_factory=dict, description="Model catalogue: alias -> [models.ALIAS] table."
+    )
+    roles: dict[str, RoleSpec] = Field(
+        default_factory=dict,
+        description="Per role (plan, implement, critic, summarize): model and fallbacks.",
+    )
+    budget_run: float | None = Field(default=None, ge=0, description="USD cap per run.")
+    budget_agent: float | None = Field(
+        default=None, ge=0, description="USD cap per agent per UTC day."
+    )
+    budget_project: float | None = Field(
+        default=None, ge=0, description="USD cap per project (workspace) per UTC day."
+    )
+    budget_day: float | None = Field(
+        default=None, ge=0, description="USD cap on all spending per UTC day."
+    )
+    deadline_connect: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds until a provider's response starts."
+    )
+    deadline_first_token: float = Field(
+        default=120.0, gt=0, le=3600, description="Seconds from the response to its first token."
+    )
+    deadline_between_chunks: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest silence allowed mid-answer."
+    )
+    deadline_total: float = Field(
+        default=900.0, gt=0, le=86400, description="Seconds one model call may take in all."
+    )
+    retry_after_max: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Longest Retry-After kyros waits for; longer ones fall back or fail fast.",
+    )
+    model_retries: int = Field(
+        default=1, ge=0, le=10, description="Retries of one model before falling back."
+    )
+    cooldown_seconds: float = Field(
+        default=60.0, ge=0, le=86400, description="How long a failing model is left alone."
     )
     workers: int = Field(
         default=16,
@@ -91,6 +188,14 @@ class Settings(BaseModel):
         default_factory=list, description="Projects whose .kyros.toml is applied."
     )
 
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, roles: dict[str, RoleSpec]) -> dict[str, RoleSpec]:
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
+        return roles
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -101,6 +206,8 @@ class Loaded:
     paths: paths_mod.Paths = field(default_factory=paths_mod.resolve)
     #: Provider credentials from the environment (``*_API_KEY``); never printed or logged.
     provider_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    #: The environment switches of the OS keyring lookup (``CI``, ``KYROS_KEYRING``).
+    keyring_env: dict[str, str] = field(default_factory=dict)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every setting with its source, secrets redacted: what `kyros config show` prints."""
@@ -129,6 +236,10 @@ def redact(key: str, value: Any) -> Any:
         return None
     if key in SECRET_KEYS:
         return "***"
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return {k: redact(str(k), v) for k, v in value.items()}
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
     return value
@@ -150,6 +261,11 @@ def _coerce_env(key: str, raw: str) -> Any:
     annotation = Settings.model_fields[key].annotation
     if annotation == list[str]:
         return [item.strip() for item in raw.split(",") if item.strip()]
+    if key in ("models", "roles"):
+        try:
+            return json.loads(raw)  # tables in the environment: KYROS_MODELS='{"fast": {...}}'
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"KYROS_{key.upper()} is not valid JSON: {exc}") from None
     return raw
 
 
@@ -219,4 +335,11 @@ def load(
         )
         raise UsageError(f"invalid settings: {problems}") from None
     provider_keys = {k: v for k, v in env.items() if k.endswith("_API_KEY") and v}
-    return Loaded(settings=settings, sources=sources, paths=paths, provider_keys=provider_keys)
+    keyring_env = {k: env[k] for k in ("CI", "KYROS_KEYRING") if env.get(k)}
+    return Loaded(
+        settings=settings,
+        sources=sources,
+        paths=paths,
+        provider_keys=provider_keys,
+        keyring_env=keyring_env,
+    )

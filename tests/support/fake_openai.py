@@ -94,6 +94,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-case keys
     body: Any  # parsed JSON, or None when the body was empty or not JSON
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class _ClientGone(Exception):
@@ -127,6 +128,12 @@ class FakeOpenAI:
     def enqueue(self, *replies: Reply) -> None:
         with self._cond:
             self._queue.extend(replies)
+
+    def clear_queue(self) -> int:
+        """Drop the replies not used yet; returns how many there were."""
+        with self._cond:
+            left, self._queue = len(self._queue), []
+        return left
 
     def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until at least `n` requests arrived; raise TimeoutError otherwise.

@@ -59,9 +59,44 @@ def describe(event: dict[str, Any]) -> str | None:
         return f"review: {data.get('verdict')} ({data.get('score')}/100)"
     if kind == "approval.requested":
         return "waiting for approval"
-    if kind in ("run.failed", "run.cancelled"):
+    if kind == "model.retry":
+        return (
+            f"{data.get('model')}: {_failure(data)}; trying again in {data.get('wait', 0):.1f}s"
+            + _discarded(data)
+        )
+    if kind == "model.fallback":
+        return (
+            f"{data.get('from')}: {_failure(data)}; falling back to {data.get('to')}"
+            + _discarded(data)
+        )
+    if kind == "model.waiting":
+        return f"every model for this call is resting; waiting {data.get('seconds')}s"
+    if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
         return f"{kind.split('.')[1]}: {data.get('reason')}"
     return None
+
+
+#: Failure classes of a model call, in plain words.
+FAILURES = {
+    "rate_limit": "rate-limited by the provider",
+    "auth": "the provider refused the key",
+    "timeout_connect": "no response from the provider",
+    "timeout_first_token": "the provider answered but sent no token in time",
+    "timeout_between_chunks": "the provider went silent mid-answer",
+    "timeout_total": "the answer took longer than its total deadline",
+    "context_overflow": "the prompt is too long for the model",
+    "provider": "the provider failed",
+    "cut": "the answer was cut off mid-stream",
+    "bad_request": "the provider refused the request",
+}
+
+
+def _failure(data: dict[str, Any]) -> str:
+    return FAILURES.get(str(data.get("outcome")), str(data.get("outcome")))
+
+
+def _discarded(data: dict[str, Any]) -> str:
+    return " (its partial answer is discarded)" if data.get("discard") else ""
 
 
 def _plain_progress(event: dict[str, Any]) -> None:
@@ -105,6 +140,10 @@ class _Progress:
         elif kind == "model.delta":
             self.chars += len(data.get("text", ""))
         else:
+            if data.get("discard"):
+                self.chars = 0  # the failed attempt's tokens do not count
+            if kind == "model.fallback":
+                self.phase = f"asking {data.get('to')}"
             line = describe(event)
             if line:
                 self.console.print(f"[dim]{line}[/dim]")

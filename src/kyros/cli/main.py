@@ -13,7 +13,9 @@ from kyros import __version__
 from kyros.cli.state import GLOBALS
 
 #: Command groups, imported only when one of them runs (or for the reference docs): `kyros
-#: --help` and every shell-completion request then load Typer and this module alone.
+#: --help` and every shell-completion request then load Typer and this module alone. A module
+#: whose app has a single command and no callback (`usage`) is loaded the same way: Typer
+#: turns such an app into that command itself, run as `kyros <name>`.
 LAZY_GROUPS: dict[str, tuple[str, str]] = {
     "run": (
         "kyros.cli.run_cmd",
@@ -21,6 +23,11 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     ),
     "runs": ("kyros.cli.runs_cmd", "List, inspect, follow, diff and cancel runs."),
     "agents": ("kyros.cli.agents_cmd", "List, inspect, add, edit and remove agents."),
+    "usage": ("kyros.cli.usage_cmd", "What model calls cost: by run, agent, model, day…"),
+    "models": (
+        "kyros.cli.models_cmd",
+        "List the models kyros can use, inspect one, or test one with a tiny call.",
+    ),
     "term": (
         "kyros.cli.term_cmd",
         "Terminals owned by the daemon: new, ls, attach, send, kill, logs.",
@@ -28,6 +35,7 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
     "db": ("kyros.cli.db_cmd", "Store migrations."),
     "config": ("kyros.cli.config_cmd", "Inspect configuration."),
+    "auth": ("kyros.cli.auth_cmd", "Store, list and remove provider API keys."),
 }
 
 

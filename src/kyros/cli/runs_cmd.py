@@ -68,6 +68,10 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
 
     typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     typer.echo(f"goal: {run['goal']}")
+    typer.echo(
+        f"cost so far: ${run.get('cost') or 0:.4f} "
+        f"({run.get('tokens_in', 0)} tokens in, {run.get('tokens_out', 0)} out)"
+    )
     for child in run["children"]:
         typer.echo(f"  stage {child['kind']:<9} {child['id']}  {child['status']}")
     for a in run["assessments"]:

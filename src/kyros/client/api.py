@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -167,6 +168,49 @@ class Client:
 
     def config(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/config")["entries"])
+
+    def usage(
+        self,
+        by: str = "model",
+        since: str | None = None,
+        until: str | None = None,
+        run: str | None = None,
+    ) -> dict[str, Any]:
+        """The cost ledger grouped ``by`` (run, agent, model, project, day, provider, outcome),
+        within ISO-8601 ``since``/``until``: ``{by, since, until, run, groups, total}``."""
+        params = {"by": by, "since": since, "until": until, "run": run}
+        clean = {k: v for k, v in params.items() if v is not None}
+        return dict(self.request("GET", "/v1/usage", params=clean))
+
+    def usage_calls(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        run: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Individual model calls from the ledger, newest first."""
+        params = {"since": since, "until": until, "run": run, "limit": limit}
+        clean = {k: v for k, v in params.items() if v is not None}
+        return list(self.request("GET", "/v1/usage/calls", params=clean)["calls"])
+
+    def models(self) -> dict[str, Any]:
+        """Every model kyros could use and the role table: ``{models: [...], roles: {...}}``."""
+        return dict(self.request("GET", "/v1/models"))
+
+    def model(self, name: str) -> dict[str, Any]:
+        """One catalogue entry (``name`` may be a litellm id with ``/``)."""
+        return dict(self.request("GET", f"/v1/models/{quote(name, safe='/')}"))
+
+    def test_model(self, name: str, *, timeout: float = 300.0) -> dict[str, Any]:
+        """One tiny call to ``name``: latency, tokens, cost and reply, or the failure."""
+        return dict(
+            self.request(
+                "POST",
+                f"/v1/models/{quote(name, safe='/')}/test",
+                timeout=httpx.Timeout(timeout, connect=5.0),
+            )
+        )
 
     def events(
         self,

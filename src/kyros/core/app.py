@@ -11,10 +11,15 @@ import contextlib
 import importlib
 import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from kyros.core.agents import AgentService
+from kyros.core.ai import probe
 from kyros.core.ai.backend import LLMBackend
+from kyros.core.ai.catalogue import Catalogue
+from kyros.core.ai.keys import LiveKeys, credentials_for
+from kyros.core.ai.router import RoutePolicy, Router
 from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
@@ -25,11 +30,11 @@ from kyros.core.runs.plan import PlanExecutor
 from kyros.core.runs.service import RunService
 from kyros.core.store import agents as agents_repo
 from kyros.core.store import jobs as jobs_repo
-from kyros.core.store import revision
+from kyros.core.store import ledger, revision
 from kyros.core.store.engine import Store
 from kyros.core.terminals.manager import TerminalManager
 from kyros.errors import KyrosError, NotFound, UsageError
-from kyros.settings import Loaded
+from kyros.settings import ROLES, Loaded
 
 log = logging.getLogger("kyros.core")
 
@@ -81,12 +86,15 @@ class Core:
                 retry_max_seconds=s.retry_max_seconds,
             ),
         )
+        self.credentials = credentials_for(loaded)
+        self.keys = LiveKeys(self.credentials.provider_keys, loaded.provider_keys)
+        self.catalogue = Catalogue(s, self.keys, refresh=self.keys.refresh)
+        self.router = Router(RoutePolicy.from_settings(s))
         self.runs = RunService(
             store=self.store,
             bus=self.bus,
-            provider_keys=loaded.provider_keys,
-            default_model=s.model,
-            default_api_base=s.api_base,
+            catalogue=self.catalogue,
+            router=self.router,
             max_attempts=s.max_attempts,
             wake=self.pool.wake,
             cancel_local=self.pool.cancel_local,
@@ -142,6 +150,13 @@ class Core:
                 await migrate.upgrade(self.loaded.database_url)
         async with self.store.write() as conn:
             await agents_repo.ensure_builtin(conn)
+            # Reservations of calls a dead daemon left in flight count as spent.
+            stale = await ledger.release_stale(
+                conn, timedelta(seconds=self.loaded.settings.deadline_total + 60)
+            )
+        if stale:
+            log.warning("settled %d model call(s) left in flight by an earlier daemon", stale)
+        await self.keys.refresh()
         self.pool.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="kyros-store-maintenance")
         if warm_backend:
@@ -243,6 +258,48 @@ class Core:
                 }
             )
         return out
+
+    async def _backend_or_none(self) -> LLMBackend | None:
+        try:
+            return await asyncio.to_thread(self.backend)
+        except Exception as exc:  # the listing still works, without the price list
+            self.backend_error = f"{type(exc).__name__}: {exc}"
+            return None
+
+    async def models(self) -> list[dict[str, Any]]:
+        """Every model kyros could use (`kyros models list`): the catalogue's entries with
+        limits and prices from the provider's price list, and each one's cooldown (or None)."""
+        await self.catalogue.refresh()
+        backend = await self._backend_or_none()
+        info = backend.model_info if backend is not None else None
+        entries = await asyncio.to_thread(self.catalogue.entries, info)
+        resting = self.router.cooldowns.snapshot()
+        for entry in entries:
+            entry["cooldown"] = None
+            if entry.get("available"):
+                with contextlib.suppress(KyrosError):
+                    deployment = self.catalogue.resolve(entry["name"]).deployment
+                    entry["cooldown"] = resting.get(deployment)
+        return entries
+
+    def model_roles(self) -> dict[str, list[str]]:
+        """Per role, the names its calls try in order: its model, then its fallbacks."""
+        table: dict[str, list[str]] = {}
+        for role in ROLES:
+            spec = self.loaded.settings.roles.get(role)
+            primary = self.catalogue.role_model(role)
+            if primary is None:
+                with contextlib.suppress(KyrosError):
+                    primary = self.catalogue.resolve(None, role=role).name  # autodetected
+            names = [primary, *(spec.fallbacks if spec else ())]
+            table[role] = list(dict.fromkeys(n for n in names if n))
+        return table
+
+    async def test_model(self, name: str) -> dict[str, Any]:
+        """One tiny call to ``name`` (`kyros models test`), written to the ledger."""
+        await self.catalogue.refresh()
+        backend = await asyncio.to_thread(self.backend)
+        return await probe.test_model(self.catalogue, self.router, backend, self.store, name)
 
     async def job(self, job_id: int) -> dict[str, Any]:
         async with self.store.read() as conn:

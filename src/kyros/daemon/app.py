@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from kyros import API_VERSION, __version__
 from kyros.core.app import Core
-from kyros.daemon.routes import agents, health, misc, runs, terminals
+from kyros.daemon.routes import agents, health, misc, models, runs, terminals, usage
 from kyros.errors import KyrosError
 
 log = logging.getLogger("kyros.daemon")
@@ -84,6 +84,8 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(misc.router)
     app.include_router(agents.router)
     app.include_router(terminals.router)
+    app.include_router(usage.router)
+    app.include_router(models.router)
     return app
 
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 import uvicorn
 
 from kyros import API_VERSION, __version__, tokens
+from kyros.core.ai.keys import credentials_for
 from kyros.core.app import Core
 from kyros.daemon import logs
 from kyros.daemon.app import HotReads, create_app
@@ -155,7 +156,8 @@ def serve(loaded: Loaded, tcp: TcpOptions | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     if tcp is not None:
         check_tcp(tcp)
-    secrets = list(loaded.provider_keys.values())
+    # Stored keys too (keyring, credentials file): they must never reach the log either.
+    secrets = list(credentials_for(loaded).provider_keys().values())
     if loaded.settings.token:
         secrets.append(loaded.settings.token)
     with instance_lock(loaded):

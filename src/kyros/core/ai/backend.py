@@ -21,8 +21,12 @@ class ChatRequest:
     api_key: str | None = field(default=None, repr=False)
     temperature: float | None = None
     max_tokens: int | None = None
-    total_timeout: float = 600.0
+    #: kyros's own deadlines, by phase (seconds): until the response starts, from then to the
+    #: first token, the longest silence between tokens, and the whole call.
+    connect_timeout: float = 30.0
     first_token_timeout: float = 120.0
+    between_chunks_timeout: float = 60.0
+    total_timeout: float = 600.0
     #: OpenAI function-calling specs the model may call; None for a plain chat.
     tools: list[dict[str, Any]] | None = None
 
@@ -67,15 +71,60 @@ class Completion:
         return message
 
 
+#: Failure classes of a model call. ``cut``: the answer stopped mid-stream; ``cooldown``: every
+#: model that could answer is resting after failures.
+FAILURE_KINDS = (
+    "auth",
+    "rate_limit",
+    "timeout",
+    "context_overflow",
+    "bad_request",
+    "provider",
+    "cut",
+    "cooldown",
+)
+#: Phases a call can time out in, in order.
+PHASES = ("connect", "first_token", "between_chunks", "total")
+
+
 class ProviderError(KyrosError):
-    """A model call failed. ``kind`` classifies it: auth, rate_limit, timeout, context_overflow,
-    bad_request, provider."""
+    """A model call failed. ``kind`` is one of :data:`FAILURE_KINDS`; a timeout names its
+    ``phase``; a rate limit may carry the provider's ``retry_after`` (seconds)."""
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, kind: str, detail: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        detail: Any = None,
+        phase: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, detail=detail)
         self.kind = kind
+        self.phase = phase
+        self.retry_after = retry_after
+
+    @property
+    def outcome(self) -> str:
+        """The ledger's word for this failure: ``rate_limit``, ``timeout_first_token`` …"""
+        return f"timeout_{self.phase}" if self.kind == "timeout" and self.phase else self.kind
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the provider's price list says about a model; None where it says nothing."""
+
+    context_window: int | None = None
+    max_output: int | None = None
+    #: USD per token.
+    price_in: float | None = None
+    price_out: float | None = None
+    price_cached: float | None = None
+    tools: bool | None = None
+    vision: bool | None = None
 
 
 class LLMBackend(Protocol):
@@ -87,4 +136,8 @@ class LLMBackend(Protocol):
 
     def context_window(self, model: str) -> int:
         """Input tokens the model accepts (a conservative default when unknown)."""
+        ...
+
+    def model_info(self, model: str) -> ModelInfo:
+        """Limits and prices known for ``model`` (all None when unknown)."""
         ...

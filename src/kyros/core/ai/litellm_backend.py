@@ -9,6 +9,7 @@ provider does.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,14 @@ import litellm.exceptions as llm_errors
 from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
-from kyros.core.ai.backend import ChatRequest, Completion, OnDelta, ProviderError, ToolCall
+from kyros.core.ai.backend import (
+    ChatRequest,
+    Completion,
+    ModelInfo,
+    OnDelta,
+    ProviderError,
+    ToolCall,
+)
 from kyros.redaction import Redactor
 
 litellm.suppress_debug_info = True  # no "Give Feedback" banner on stdout
@@ -33,6 +41,7 @@ litellm.telemetry = False
 litellm.disable_token_counter = True
 
 DEFAULT_CONTEXT_WINDOW = 8192
+log = logging.getLogger("kyros.ai")
 SCRIPTED_PREFIX = "kyros-scripted"
 
 #: A scripted answer: text, or ``{"text": ..., "tool_calls": [{"id", "name", "arguments"}]}``
@@ -142,18 +151,50 @@ def register_scripted(name: str, provider: ScriptedProvider) -> str:
     return f"{entry['provider']}/{name}"
 
 
-def _classify(exc: BaseException, redact: Redactor) -> ProviderError:
+def _retry_after(exc: BaseException) -> float | None:
+    """The provider's ``Retry-After`` in seconds (delta form; HTTP dates are rare from APIs)."""
+    headers = getattr(exc, "litellm_response_headers", None) or getattr(
+        getattr(exc, "response", None), "headers", None
+    )
+    if not headers:
+        return None
+    for name in ("retry-after-ms", "retry-after"):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        return value / 1000 if name == "retry-after-ms" else value
+    return None
+
+
+def _classify(exc: BaseException, redact: Redactor, phase: str) -> ProviderError:
     # Providers echo request details (sometimes the key) in errors; this text reaches events.
     text = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
+    if isinstance(exc, llm_errors.MidStreamFallbackError):
+        return ProviderError(f"the answer stopped mid-stream: {text}", kind="cut")
+    if isinstance(exc, llm_errors.RateLimitError):
+        return ProviderError(
+            f"the provider is rate-limiting requests: {text}",
+            kind="rate_limit",
+            retry_after=_retry_after(exc),
+        )
+    if isinstance(exc, llm_errors.Timeout):
+        return ProviderError(
+            f"the provider did not answer in time ({phase.replace('_', ' ')}): {text}",
+            kind="timeout",
+            phase=phase,
+        )
     pairs: list[tuple[type[BaseException], str, str]] = [
         (llm_errors.AuthenticationError, "auth", "the provider rejected the credentials"),
-        (llm_errors.RateLimitError, "rate_limit", "the provider is rate-limiting requests"),
+        (llm_errors.PermissionDeniedError, "auth", "the provider refused access"),
         (
             llm_errors.ContextWindowExceededError,
             "context_overflow",
             "the prompt is too long for the model",
         ),
-        (llm_errors.Timeout, "timeout", "the provider did not answer in time"),
         (llm_errors.NotFoundError, "bad_request", "the provider does not know this model"),
         (llm_errors.BadRequestError, "bad_request", "the provider refused the request"),
         (llm_errors.APIConnectionError, "provider", "could not reach the provider"),
@@ -182,12 +223,27 @@ class LiteLLMBackend:
     """The real backend: any provider litellm speaks, and any OpenAI-compatible ``api_base``."""
 
     def context_window(self, model: str) -> int:
+        return self.model_info(model).context_window or DEFAULT_CONTEXT_WINDOW
+
+    def model_info(self, model: str) -> ModelInfo:
         try:
             info = litellm.get_model_info(model)
         except Exception:
-            return DEFAULT_CONTEXT_WINDOW
-        value = info.get("max_input_tokens") or info.get("max_tokens")
-        return int(value) if value else DEFAULT_CONTEXT_WINDOW
+            return ModelInfo()  # unknown to litellm's price list (a local server, say)
+
+        def number(key: str) -> Any:
+            value = info.get(key)
+            return value if isinstance(value, int | float) and value >= 0 else None
+
+        return ModelInfo(
+            context_window=number("max_input_tokens") or number("max_tokens"),
+            max_output=number("max_output_tokens"),
+            price_in=number("input_cost_per_token"),
+            price_out=number("output_cost_per_token"),
+            price_cached=number("cache_read_input_token_cost"),
+            tools=info.get("supports_function_calling"),
+            vision=info.get("supports_vision"),
+        )
 
     async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> Completion:
         started = time.perf_counter()
@@ -196,7 +252,8 @@ class LiteLLMBackend:
             "messages": request.messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": request.first_token_timeout,
+            # The SDK's own timeout is only a backstop: kyros's phased deadlines below decide.
+            "timeout": request.total_timeout + 5,
             "num_retries": 0,  # retries live in one layer only: kyros's router
         }
         if request.api_base:
@@ -213,38 +270,60 @@ class LiteLLMBackend:
         parts: list[str] = []
         usage: Any = None
         finish: str | None = None
+        loop = asyncio.get_running_loop()
+        total_at = loop.time() + request.total_timeout
+        phase = "connect"
+        limits = {
+            "connect": request.connect_timeout,
+            "first_token": request.first_token_timeout,
+            "between_chunks": request.between_chunks_timeout,
+        }
+        stream: Any = None
         try:
-            async with asyncio.timeout(request.total_timeout):
+            # One timer, moved on at every phase change and every token: a deadline per phase
+            # costs no task per chunk. Keep-alives and empty chunks never move it.
+            async with asyncio.timeout_at(min(total_at, loop.time() + limits[phase])) as timer:
                 stream = await litellm.acompletion(**kwargs)
+                phase = "first_token"
+                timer.reschedule(min(total_at, loop.time() + limits[phase]))
                 async for chunk in stream:
+                    progressed = False
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
-                    if not chunk.choices:
-                        continue
-                    choice = chunk.choices[0]
-                    finish = choice.finish_reason or finish
-                    for piece in getattr(choice.delta, "tool_calls", None) or ():
-                        _merge_tool_delta(calls, piece)
-                    delta = getattr(choice.delta, "content", None)
-                    if delta:
-                        parts.append(delta)
-                        if on_delta is not None:
-                            await on_delta(delta)
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        if choice.finish_reason:
+                            finish, progressed = choice.finish_reason, True
+                        for piece in getattr(choice.delta, "tool_calls", None) or ():
+                            _merge_tool_delta(calls, piece)
+                            progressed = True
+                        delta = getattr(choice.delta, "content", None)
+                        if delta:
+                            progressed = True
+                            parts.append(delta)
+                            if on_delta is not None:
+                                await on_delta(delta)
+                    if progressed:
+                        phase = "between_chunks"
+                        timer.reschedule(min(total_at, loop.time() + limits[phase]))
         except TimeoutError:
+            await _close(stream)
+            which = "total" if loop.time() >= total_at - 0.001 else phase
+            limit = request.total_timeout if which == "total" else limits[which]
             raise ProviderError(
-                f"the model call exceeded its total deadline of {request.total_timeout:.0f}s",
+                f"the model call exceeded its {which.replace('_', ' ')} deadline of {limit:g}s",
                 kind="timeout",
+                phase=which,
             ) from None
         except ProviderError:
             raise
         except Exception as exc:
-            raise _classify(exc, Redactor([request.api_key])) from None
-        if calls and finish is None:
-            # The stream ended without saying it was done: the last call may be cut short,
-            # and a partial tool call must never run.
-            raise ProviderError(
-                "the model's answer ended before its tool call was complete", kind="provider"
-            )
+            await _close(stream)
+            raise _classify(exc, Redactor([request.api_key]), phase) from None
+        if finish is None:
+            # The stream ended without saying it was done: text may be missing and a tool call
+            # may be cut short; a partial tool call must never run.
+            raise ProviderError("the answer stopped before the model said it was done", kind="cut")
         text = "".join(parts)
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) or _estimate(request.messages)
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or max(1, len(text) // 4)
@@ -256,7 +335,7 @@ class LiteLLMBackend:
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cached_tokens=cached,
-            cost=self._cost(request.model, tokens_in, tokens_out),
+            cost=self._cost(request.model, tokens_in, tokens_out, cached),
             latency_ms=(time.perf_counter() - started) * 1000,
             finish_reason=finish,
             tool_calls=tuple(
@@ -265,12 +344,28 @@ class LiteLLMBackend:
             ),
         )
 
-    @staticmethod
-    def _cost(model: str, tokens_in: int, tokens_out: int) -> float:
+    def _cost(self, model: str, tokens_in: int, tokens_out: int, cached: int) -> float:
+        # From the price list's per-token prices (litellm caches the lookup): its
+        # cost_per_token walks the whole price map on every call (~0.3 ms). Unknown model (a
+        # local server): no price, so no cost.
+        info = self.model_info(model)
+        price_in = info.price_in or 0.0
+        price_cached = info.price_cached if info.price_cached is not None else price_in
+        fresh = max(0, tokens_in - cached)
+        return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
+
+
+async def _close(stream: Any) -> None:
+    """Give an abandoned stream's connection back (a stalled provider would hold it open)."""
+    inner = getattr(stream, "completion_stream", None)
+    for target in (inner, stream):
+        closer = getattr(target, "aclose", None) or getattr(target, "close", None)
+        if closer is None:
+            continue
         try:
-            prompt, completion = litellm.cost_per_token(
-                model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out
-            )
-        except Exception:
-            return 0.0  # unknown model (a local server): no price, so no cost
-        return float(prompt + completion)
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await asyncio.wait_for(result, 1.0)
+        except Exception as exc:  # the call already failed; closing is best effort
+            log.debug("closing an abandoned stream failed: %s", type(exc).__name__)
+        return

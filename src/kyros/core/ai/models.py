@@ -5,22 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kyros.core.ai.demo import DEMO_MODEL
+
+# Re-exported (the redundant aliases tell mypy so): they live in kyros.credentials now.
+from kyros.credentials import KEYLESS as KEYLESS
+from kyros.credentials import PROVIDER_KEYS as PROVIDER_KEYS
 from kyros.errors import ModelNotConfigured
 
-#: Provider prefix → the environment variable holding its key (litellm's own names).
-PROVIDER_KEYS: dict[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "together_ai": "TOGETHERAI_API_KEY",
-    "xai": "XAI_API_KEY",
-}
-#: Providers that run locally and need no key.
-KEYLESS = frozenset({"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "vllm"})
 #: What to use when only a key is present, in this order.
 AUTODETECT: tuple[tuple[str, str], ...] = (
     ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
@@ -48,10 +38,22 @@ class ResolvedModel:
     provider: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    #: The catalogue entry's overrides, when the model came from ``[models.ALIAS]``.
+    context_window: int | None = None
+    max_output: int | None = None
+    #: USD per 1M tokens.
+    price_in: float | None = None
+    price_out: float | None = None
+    price_cached: float | None = None
 
     @property
     def is_demo(self) -> bool:
         return self.name == DEMO_MODEL
+
+    @property
+    def deployment(self) -> str:
+        """What a cooldown is keyed by: the same model id on another server is another one."""
+        return f"{self.litellm_model}@{self.api_base or ''}"
 
 
 def _provider_of(model: str) -> str:

@@ -11,13 +11,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kyros.core.ai.backend import ChatRequest, Completion, LLMBackend, ProviderError
+from kyros.core.ai.backend import Completion, LLMBackend
+from kyros.core.ai.budget import BudgetExhausted
+from kyros.core.ai.catalogue import ROLE_OF_KIND
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.service import RunService
+from kyros.core.runs.spending import RunSpender, caps_for
 from kyros.core.runs.streaming import DeltaWriter
-from kyros.core.store import runs as runs_repo
-from kyros.core.store import usage as usage_repo
+from kyros.core.store import agents as agents_repo
 from kyros.errors import KyrosError
 from kyros.protocol import TERMINAL_STATUSES
 
@@ -45,6 +47,15 @@ class RunExecutor:
             run["status"] = "running"
         try:
             return await self.execute(run, ctx)
+        except BudgetExhausted as exc:
+            await self.finish(
+                ctx,
+                run,
+                "budget_exhausted",
+                {"reason": exc.message, "code": exc.code, **(exc.detail or {})},
+                error=exc.message,
+            )
+            return {"status": "budget_exhausted"}
         except KyrosError as exc:
             await self.finish(
                 ctx,
@@ -82,49 +93,45 @@ class RunExecutor:
         *,
         tools: list[dict[str, Any]] | None = None,
         stream: bool = True,
+        role: str | None = None,
         **tags: object,
     ) -> Completion:
-        """One model call of ``run``: tokens stream as ``model.delta`` events tagged with
-        ``tags``; the call (or its failure) is one ledger row."""
+        """One model call of ``run``, routed over ``resolved`` and its role's fallbacks: tokens
+        stream as ``model.delta`` events tagged with ``tags``; every attempt is a ledger row;
+        retries and fallbacks are events. Raises ``BudgetExhausted`` before a call past a cap."""
+        role = role or ROLE_OF_KIND.get(run["kind"])
         writer = DeltaWriter(self.runs, run["id"], **tags) if stream else None
-        request = ChatRequest(
-            model=resolved.litellm_model,
-            messages=messages,
-            api_base=resolved.api_base,
-            api_key=resolved.api_key,
-            tools=tools,
+
+        async def on_event(kind: str, data: dict[str, Any]) -> None:
+            if writer is not None:
+                await writer.flush()  # a discarded attempt's text goes out before its notice
+            await self.runs.emit(run["id"], kind, {**data, **tags})
+
+        spender = RunSpender(
+            self.runs.store,
+            run,
+            caps_for(run, self.runs.catalogue.settings, await self._agent_limits(run)),
+            role,
+            self.runs.redactor,
+            self.runs.book,
         )
         try:
-            completion = await backend.complete(request, writer)
-        except ProviderError as exc:
+            return await self.runs.router.complete(
+                self.runs.catalogue.chain(role, resolved),
+                messages,
+                backend,
+                spender,
+                tools=tools,
+                on_delta=writer,
+                on_event=on_event,
+            )
+        finally:
             if writer is not None:
                 await writer.flush()
-            await self.record_usage(run, resolved.name, None, exc.kind)
-            raise
-        if writer is not None:
-            await writer.flush()
-        await self.record_usage(run, resolved.name, completion, "ok")
-        return completion
 
-    async def record_usage(
-        self, run: dict[str, Any], model: str, completion: Completion | None, outcome: str
-    ) -> None:
-        """One ledger row per model call, and the run's running totals."""
-        c = completion
-        async with self.runs.store.write() as conn:
-            await usage_repo.record(
-                conn,
-                run_id=run["id"],
-                agent=run.get("agent"),
-                project=run["workspace"],
-                model=model,
-                provider=None,
-                tokens_in=c.tokens_in if c else 0,
-                tokens_out=c.tokens_out if c else 0,
-                cached_tokens=c.cached_tokens if c else 0,
-                cost=c.cost if c else 0.0,
-                latency_ms=c.latency_ms if c else None,
-                outcome=outcome,
-            )
-            if c:
-                await runs_repo.add_usage_totals(conn, run["id"], c.tokens_in, c.tokens_out, c.cost)
+    async def _agent_limits(self, run: dict[str, Any]) -> dict[str, Any]:
+        if not run.get("agent"):
+            return {}
+        async with self.runs.store.read() as conn:
+            row = await agents_repo.get(conn, run["agent"])
+        return dict((row or {}).get("limits") or {})

@@ -258,7 +258,12 @@ class _Loop:
         if upto is None:
             return history
         completion = await self.x.call_model(
-            self.run, resolved, backend, memory.summary_request(history, upto), stream=False
+            self.run,
+            resolved,
+            backend,
+            memory.summary_request(history, upto),
+            stream=False,
+            role="summarize",
         )
         async with self.runs.store.write() as conn:
             await self.ctx.fence(conn)
@@ -284,9 +289,7 @@ class _Loop:
             raise RunHalted(f"the agent reached its limit of {limits['max_turns']} turns")
         if time.monotonic() - self.started > float(limits["wall_seconds"]):
             raise RunHalted(f"the agent reached its wall-time limit of {limits['wall_seconds']}s")
-        budget = (self.run.get("params") or {}).get("budget") or limits.get("budget")
-        if budget is not None and float(self.run.get("cost") or 0) >= float(budget):
-            raise RunHalted(f"the run spent its budget of ${float(budget):.2f}")
+        # Budgets are checked before every model call, against its worst case (RunSpender).
 
     async def _turn(
         self, history: list[dict[str, Any]], resolved: ResolvedModel, backend: LLMBackend
@@ -302,7 +305,7 @@ class _Loop:
         completion = await self.x.call_model(
             self.run, resolved, backend, messages, tools=TOOL_SPECS, turn=turn
         )
-        self.run = await self.runs.get(self.run["id"])  # fresh totals for the budget check
+        self.run = await self.runs.get(self.run["id"])  # fresh totals (cost so far)
         calls = [call.to_message() for call in completion.tool_calls]
         async with self.runs.store.write() as conn:
             await self.ctx.fence(conn)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kyros.core.agents import DEFAULT_AGENT, Profile
-from kyros.core.ai.models import ResolvedModel, other_family, resolve_model
+from kyros.core.ai.catalogue import ROLE_OF_KIND, Catalogue
+from kyros.core.ai.models import ResolvedModel
+from kyros.core.ai.router import Router
 from kyros.core.bus import EventBus
 from kyros.core.ids import new_id
+from kyros.core.runs.spending import BudgetBook
 from kyros.core.store import agents as agents_repo
 from kyros.core.store import events as events_repo
 from kyros.core.store import jobs as jobs_repo
@@ -31,6 +34,7 @@ from kyros.core.workspace.applydiff import apply_to_source
 from kyros.core.workspace.sandbox import Sandbox
 from kyros.errors import Conflict, InvalidInput, NotFound
 from kyros.protocol import TERMINAL_STATUSES
+from kyros.redaction import Redactor
 
 KINDS = frozenset({"plan", "implement", "critic", "pipeline"})
 #: Parameters each kind accepts (``continue_run`` and ``budget`` are accepted by all).
@@ -49,18 +53,23 @@ class RunService:
 
     store: Store
     bus: EventBus
-    provider_keys: dict[str, str]
-    default_model: str | None = None
-    default_api_base: str | None = None
+    catalogue: Catalogue
+    router: Router = field(default_factory=Router)
+    book: BudgetBook = field(default_factory=BudgetBook)
     max_attempts: int = 3
     wake: Callable[[], None] = lambda: None
     cancel_local: Callable[[int], bool] = lambda job_id: False
 
-    def resolve(self, model: str | None, api_base: str | None) -> ResolvedModel:
+    def resolve(
+        self, model: str | None, api_base: str | None, role: str | None = None
+    ) -> ResolvedModel:
         """The model a run would use with these choices (raises ModelNotConfigured)."""
-        return resolve_model(
-            model or self.default_model, api_base or self.default_api_base, self.provider_keys
-        )
+        return self.catalogue.resolve(model, api_base, role=role)
+
+    @property
+    def redactor(self) -> Redactor:
+        """Hides every provider key known right now (keys may be stored while we run)."""
+        return Redactor(self.catalogue.keys().values())
 
     async def create(
         self,
@@ -91,6 +100,7 @@ class RunService:
             raise InvalidInput("workspace must be an absolute path")
         if not root.is_dir():
             raise InvalidInput(f"workspace {workspace!r} is not a directory")
+        await self.catalogue.refresh()
         agent_name = agent or DEFAULT_AGENT.get(kind, "implementer")
         async with self.store.read() as conn:
             row = await agents_repo.get(conn, agent_name)
@@ -108,11 +118,11 @@ class RunService:
         self._check_refs(kind, params, refs)
         if kind == "critic" and not model and not profile.model:
             judged = refs.get("target_run") or parent
-            model = other_family(judged["model"] if judged else None, self.provider_keys)
+            model = self.catalogue.other_family(judged["model"] if judged else None)
             if model is None and judged is not None:
                 # No other vendor is configured: review with the implementer's own model.
                 model, api_base = judged["model"], api_base or judged.get("api_base")
-        resolved = self.resolve(model or profile.model, api_base)
+        resolved = self.resolve(model or profile.model, api_base, ROLE_OF_KIND.get(kind))
         run_id = new_id("r")
         async with self.store.write() as conn:
             if parent is not None and parent.get("thread_id"):

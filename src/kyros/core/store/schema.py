@@ -230,8 +230,14 @@ usage = Table(
     Column("latency_ms", Float),
     Column("outcome", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    #: Worst-case cost held for budgets while the call is in flight (outcome ``pending``).
+    Column("reserved", Float, nullable=False, default=0.0, server_default="0"),
+    Column("role", String(32)),
+    Column("error", Text),
     Index(None, "run_id"),
     Index(None, "created_at"),
+    Index(None, "agent", "created_at"),
+    Index(None, "outcome"),
 )
 
 

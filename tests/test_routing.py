@@ -1,0 +1,285 @@
+"""Routing over real HTTP (RELIABILITY L1-L4): the fake OpenAI-compatible server injects the
+faults, the real litellm backend and kyros's router handle them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+import pytest
+
+from kyros.core.ai.backend import Completion, ProviderError
+from kyros.core.ai.litellm_backend import LiteLLMBackend
+from kyros.core.ai.models import ResolvedModel
+from kyros.core.ai.router import RoutePolicy, Router
+from tests.support.fake_openai import FakeOpenAI, Reply
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+#: Short deadlines, so stalls are found in a fraction of a second.
+QUICK = RoutePolicy(
+    connect=0.6,
+    first_token=0.6,
+    between_chunks=0.6,
+    total=2.0,
+    retry_after_max=5.0,
+    retries=1,
+    cooldown=60.0,
+    backoff=0.05,
+)
+SLACK = 1.0  # scheduling and HTTP overhead on a busy 2-core machine
+
+
+class Ledger:
+    """Records what the router settles (the ledger's own tests are in test_budgets.py)."""
+
+    capped = False
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    async def reserve(self, model: ResolvedModel, worst: float) -> object:
+        return None
+
+    async def settle(
+        self,
+        ticket: object,
+        model: ResolvedModel,
+        completion: Completion | None,
+        outcome: str,
+        error: str | None,
+    ) -> None:
+        self.rows.append((model.name, outcome))
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        self.items.append((kind, data))
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.items]
+
+
+def model(srv: FakeOpenAI, name: str) -> ResolvedModel:
+    return ResolvedModel(
+        name=name,
+        litellm_model=f"openai/{name}",
+        provider="openai",
+        api_base=srv.url,
+        api_key="sk-test-routing-key-000000",
+    )
+
+
+@pytest.fixture
+def backend() -> LiteLLMBackend:
+    return LiteLLMBackend()
+
+
+@pytest.fixture
+def second() -> Any:
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+async def _drained(srv: FakeOpenAI, timeout: float = 3.0) -> int:
+    deadline = time.monotonic() + timeout
+    while srv.open_connections and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return srv.open_connections
+
+
+# --- L1: stalls ------------------------------------------------------------------------------
+
+STALLS = {
+    "no first byte": (Reply(text="late", delay_before_headers=30), "connect", 0.6),
+    "keep-alives without content": (
+        Reply(text="late", delay_first_chunk=30, keepalive_comments=True),
+        "first_token",
+        0.6,
+    ),
+    "silence after the first chunk": (
+        Reply(text="a long answer that stops", chunk_size=4, stall_after_chunks=2),
+        "between_chunks",
+        0.6,
+    ),
+    "slow drip": (
+        Reply(text="x" * 400, chunk_size=1, delay_between_chunks=0.1),
+        "total",
+        2.0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STALLS)
+async def test_l1_a_stall_aborts_within_its_deadline_classified_by_phase(
+    case: str, fake_openai: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    reply, phase, deadline = STALLS[case]
+    fake_openai.enqueue(reply, reply)
+    router, ledger = Router(QUICK), Ledger()
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        await router.complete([model(fake_openai, "stalls")], MESSAGES, backend, ledger)
+    elapsed = time.monotonic() - started
+    assert caught.value.kind == "timeout" and caught.value.phase == phase, caught.value.message
+    assert phase.replace("_", " ") in caught.value.message
+    # A timeout is retried only when nothing else could answer: two attempts at most.
+    assert len(fake_openai.requests) == 2
+    assert ledger.rows == [("stalls", f"timeout_{phase}")] * 2
+    assert elapsed < 2 * (deadline + QUICK.backoff) + SLACK, elapsed
+    assert await _drained(fake_openai) == 0  # the abandoned streams gave their connections back
+
+
+async def test_l1_a_stalled_model_falls_back_at_once(
+    fake_openai: FakeOpenAI, second: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    fake_openai.enqueue(Reply(text="never", delay_first_chunk=30))
+    second.enqueue(Reply(text="from the fallback"))
+    events = Events()
+    started = time.monotonic()
+    done = await Router(QUICK).complete(
+        [model(fake_openai, "a"), model(second, "b")],
+        MESSAGES,
+        backend,
+        Ledger(),
+        on_event=events,
+    )
+    assert done.text == "from the fallback"
+    assert time.monotonic() - started < QUICK.first_token + SLACK
+    assert len(fake_openai.requests) == 1  # no second stall paid for
+    (kind, data), *_ = events.items
+    assert kind == "model.fallback" and data["outcome"] == "timeout_first_token"
+    assert (data["from"], data["to"]) == ("a", "b")
+
+
+# --- L2: a tool call cut mid-stream ----------------------------------------------------------
+
+CALL = {
+    "id": "call_1",
+    "name": "write_file",
+    "arguments": json.dumps({"path": "notes/todo.txt", "content": "line one\nline two\n" * 4}),
+}
+
+
+async def test_l2_a_cut_tool_call_is_never_returned_at_any_byte(
+    fake_openai: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    full = Reply(text="Writing the file.", tool_calls=[CALL], chunk_size=16)
+    rng = random.Random(20261126)
+    cuts = sorted(rng.sample(range(1, 3000), 25))
+    router = Router(QUICK)
+    for cut in cuts:
+        fake_openai.enqueue(
+            Reply(text=full.text, tool_calls=[CALL], chunk_size=16, cut_after_bytes=cut),
+            full,
+        )
+        events, deltas = Events(), []
+
+        async def on_delta(text: str) -> None:
+            deltas.append(text)
+
+        done = await router.complete(
+            [model(fake_openai, "cuts")],
+            MESSAGES,
+            backend,
+            Ledger(),
+            tools=[{"type": "function", "function": {"name": "write_file"}}],
+            on_delta=on_delta,
+            on_event=events,
+        )
+        # Whatever was cut, only a whole call comes back, and the text once.
+        assert [(c.name, c.arguments) for c in done.tool_calls] == [
+            (CALL["name"], CALL["arguments"])
+        ]
+        assert done.text == full.text
+        retried = [d for k, d in events.items if k == "model.retry"]
+        if retried:
+            # What a follower keeps: the text after the last discard notice.
+            assert retried[-1]["outcome"] == "cut"
+            kept = "".join(deltas)[sum(len(d) for d in deltas) - len(full.text) :]
+            assert kept == full.text
+            assert retried[-1]["discard"] == (sum(len(d) for d in deltas) > len(full.text))
+        else:
+            assert "".join(deltas) == full.text  # cut after the end: nothing lost, nothing twice
+        # A cut after the end leaves the second reply unused: the next case starts clean.
+        fake_openai.clear_queue()
+
+
+# --- L3: Retry-After --------------------------------------------------------------------------
+
+
+async def test_l3_retry_after_is_honoured_in_one_layer(
+    fake_openai: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    fake_openai.enqueue(Reply.error(429, headers={"Retry-After": "1"}), Reply(text="ok now"))
+    events = Events()
+    done = await Router(QUICK).complete(
+        [model(fake_openai, "limited")], MESSAGES, backend, Ledger(), on_event=events
+    )
+    assert done.text == "ok now"
+    first, again = fake_openai.requests
+    assert again.at - first.at >= 1.0  # waited as told
+    assert len(fake_openai.requests) == 2  # and only kyros retried: no SDK retry underneath
+    assert events.items[0][0] == "model.retry" and events.items[0][1]["wait"] == 1.0
+
+
+async def test_l3_an_hour_long_retry_after_fails_fast_without_a_fallback(
+    fake_openai: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    fake_openai.enqueue(Reply.error(429, headers={"Retry-After": "3600"}))
+    router = Router(QUICK)
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        await router.complete([model(fake_openai, "limited")], MESSAGES, backend, Ledger())
+    assert time.monotonic() - started < SLACK
+    assert caught.value.kind == "rate_limit" and "3600s" in caught.value.message
+    assert len(fake_openai.requests) == 1
+    # Resting now: the next call fails at once without reaching the provider.
+    with pytest.raises(ProviderError) as again:
+        await router.complete([model(fake_openai, "limited")], MESSAGES, backend, Ledger())
+    assert again.value.kind == "cooldown" and len(fake_openai.requests) == 1
+
+
+async def test_l3_an_hour_long_retry_after_falls_back(
+    fake_openai: FakeOpenAI, second: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    fake_openai.enqueue(Reply.error(429, headers={"Retry-After": "3600"}))
+    second.default = Reply(text="fallback answer")
+    started = time.monotonic()
+    done = await Router(QUICK).complete(
+        [model(fake_openai, "a"), model(second, "b")], MESSAGES, backend, Ledger()
+    )
+    assert done.text == "fallback answer" and time.monotonic() - started < SLACK
+
+
+# --- L4: cooldown -----------------------------------------------------------------------------
+
+
+async def test_l4_a_failing_deployment_gets_no_request_while_it_rests(
+    fake_openai: FakeOpenAI, second: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    fake_openai.default = Reply.error(500, "primary is down")
+    second.default = Reply(text="streamed by the fallback", chunk_size=4)
+    policy = RoutePolicy(**{**QUICK.__dict__, "cooldown": 1.5})
+    router, ledger = Router(policy), Ledger()
+    chain = [model(fake_openai, "a"), model(second, "b")]
+    deltas: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        deltas.append(text)
+
+    first = await router.complete(chain, MESSAGES, backend, ledger, on_delta=on_delta)
+    assert first.text == "streamed by the fallback" and "".join(deltas) == first.text
+    assert len(fake_openai.requests) == 2  # tried and retried once, then it rests
+    for _ in range(5):
+        await router.complete(chain, MESSAGES, backend, ledger)
+    assert len(fake_openai.requests) == 2  # not one request while it rests
+    assert ledger.rows == [("a", "provider")] * 2 + [("b", "ok")] * 6
+    await asyncio.sleep(1.6)
+    await router.complete(chain, MESSAGES, backend, ledger)
+    assert len(fake_openai.requests) == 4  # rested: tried again (and failed again)
