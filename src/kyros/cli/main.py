@@ -32,6 +32,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "kyros.cli.term_cmd",
         "Terminals owned by the daemon: new, ls, attach, send, kill, logs.",
     ),
+    "tui": (
+        "kyros.cli.tui_cmd",
+        "Open the console: runs, agents and approvals live, a run's events, plan and diff.",
+    ),
     "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
     "db": ("kyros.cli.db_cmd", "Store migrations."),
     "config": ("kyros.cli.config_cmd", "Inspect configuration."),

@@ -1,0 +1,126 @@
+"""One human line per notable run event, for the run detail's log.
+
+The lines say what ``kyros.cli.follow.describe`` says for the same events (the console may not
+import the CLI: the two faces are independent layers), plus the events a screen that stays
+open wants too: start, end, approvals, terminals, tool results. A shared home for both faces
+(``kyros.client``) is the next step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PHASES = {
+    "context": "reading the workspace",
+    "context.done": "workspace read",
+    "model": "asking the model",
+}
+
+#: Failure classes of a model call, in plain words.
+FAILURES = {
+    "rate_limit": "rate-limited by the provider",
+    "auth": "the provider refused the key",
+    "timeout_connect": "no response from the provider",
+    "timeout_first_token": "the provider answered but sent no token in time",
+    "timeout_between_chunks": "the provider went silent mid-answer",
+    "timeout_total": "the answer took longer than its total deadline",
+    "context_overflow": "the prompt is too long for the model",
+    "provider": "the provider failed",
+    "cut": "the answer was cut off mid-stream",
+    "bad_request": "the provider refused the request",
+}
+
+
+def _failure(data: dict[str, Any]) -> str:
+    return FAILURES.get(str(data.get("outcome")), str(data.get("outcome")))
+
+
+def _discarded(data: dict[str, Any]) -> str:
+    return " (its partial answer is discarded)" if data.get("discard") else ""
+
+
+def _first_line(value: Any, width: int = 120) -> str:
+    lines = str(value or "").splitlines()
+    return lines[0][:width] if lines else ""
+
+
+def _progress(data: dict[str, Any]) -> str:
+    phase = data.get("phase")
+    if phase == "context.done":
+        return f"workspace read: {data.get('files')} files, ~{data.get('tokens')} tokens"
+    if phase == "model" and data.get("model"):
+        return f"asking {data.get('model')}"
+    return str(PHASES.get(str(phase), phase))
+
+
+def _pending(data: dict[str, Any]) -> str:
+    pending = data.get("pending") or {}
+    if pending.get("kind") == "quality_gate":
+        return f"waiting for approval: quality gate ({pending.get('reason')})"
+    return f"waiting for approval: {pending.get('tool')} ({pending.get('class')})"
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """The line for ``event``, or None for events that are not worth one (``model.delta``
+    streams into the live view instead)."""
+    kind, data = event["type"], event.get("data") or {}
+    if kind == "run.queued":
+        return f"queued: {data.get('kind')} with {data.get('model')} as {data.get('agent')}"
+    if kind == "run.started":
+        return f"started (attempt {data.get('attempt')})"
+    if kind == "run.succeeded":
+        return "succeeded"
+    if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
+        return f"{kind.split('.')[1]}: {data.get('reason')}"
+    if kind == "run.cancel_requested":
+        return "cancel requested"
+    if kind in ("run.approved", "run.denied"):
+        verb = kind.split(".")[1]
+        reason = f": {data['reason']}" if data.get("reason") else ""
+        return f"{verb}{' (always)' if data.get('always') else ''}{reason}"
+    if kind == "run.applied":
+        return f"applied: {', '.join(data.get('files') or []) or 'no files'}"
+    if kind == "approval.requested":
+        return _pending(data)
+    if kind == "progress":
+        return _progress(data)
+    if kind == "plan.invalid":
+        return f"the plan was invalid ({data.get('error')}); asking again"
+    if kind == "sandbox.ready":
+        where = f"branch {data['branch']}" if data.get("branch") else "a copy"
+        note = f" ({data['note']})" if data.get("note") else ""
+        return f"working in {where} at {data.get('root')}{note}"
+    if kind == "model.request":
+        return f"turn {data.get('turn')}: asking {data.get('model')}"
+    if kind == "model.response" and data.get("tool_calls"):
+        names = ", ".join(c["function"]["name"] for c in data["tool_calls"])
+        return f"turn {data.get('turn')}: {names}"
+    if kind == "tool.result":
+        if data.get("ok"):
+            return f"{data.get('tool')}: ok"
+        return f"{data.get('tool')}: {_first_line(data.get('output'))}"
+    if kind == "terminal.started":
+        command = data.get("command")
+        shown = " ".join(command) if isinstance(command, list) else str(command)
+        return f"terminal {data.get('terminal_id')}: {shown}"
+    if kind == "terminal.exited":
+        return f"terminal {data.get('terminal_id')} exited ({data.get('exit_code')})"
+    if kind == "stage.started":
+        return f"stage {data.get('stage')}: run {data.get('run_id')}"
+    if kind == "escalation":
+        return f"escalation ({data.get('action')}): {data.get('reason')}"
+    if kind == "critic.assessment":
+        return f"review: {data.get('verdict')} ({data.get('score')}/100)"
+    if kind == "model.retry":
+        return (
+            f"{data.get('model')}: {_failure(data)}; trying again in {data.get('wait', 0):.1f}s"
+            + _discarded(data)
+        )
+    if kind == "model.fallback":
+        return (
+            f"{data.get('from')}: {_failure(data)}; falling back to {data.get('to')}"
+            + _discarded(data)
+        )
+    if kind == "model.waiting":
+        return f"every model for this call is resting; waiting {data.get('seconds')}s"
+    return None

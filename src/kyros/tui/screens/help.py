@@ -1,0 +1,61 @@
+"""The help screen (``?``): what each pane shows and every key."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# kyros console
+
+The console shows the daemon it is connected to (top line): its runs, its agents, the runs
+waiting for you, and the selected run in detail. Runs go on in the daemon when you quit.
+
+## Keys
+
+| key | does |
+| --- | --- |
+| `n` | start a new run (a form: kind, goal, workspace, agent, model, budget) |
+| `/` | filter the runs by words in id, status, kind, goal or agent (`esc` leaves) |
+| `s` | sort the runs by the next column (a click on a header sorts by it) |
+| `↑` `↓` `enter` | select a run: the detail pane follows it live |
+| `a` | approve what the run waits on (the approvals pane's run when it has focus) |
+| `d` | deny it, with a reason the model is told |
+| `x` | cancel the run |
+| `p` | apply an implement or pipeline run's change to your working tree |
+| `tab` | next pane |
+| `ctrl+p` | command palette: new runs, approve, deny, cancel, switch daemon… |
+| `?` | this help (`esc` closes it) |
+| `ctrl+q` | quit (runs go on in the daemon) |
+
+## Panes
+
+- **Runs**: id, status, kind, goal, agent, cost, age; live.
+- **Agents**: each agent's role, model, status and current run.
+- **Approvals**: every run waiting for a human, and what it waits on.
+- **Run detail**: the events as they come (the model's tokens live), the result (a plan as
+  Markdown, an implement run's summary), the diff, the critic's review, the cost so far.
+
+When the daemon stops, the top line says *reconnecting*; the console picks up where it was
+when the daemon is back, without losing an event.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys and panes, in Markdown."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Markdown(HELP)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

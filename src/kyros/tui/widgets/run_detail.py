@@ -1,0 +1,267 @@
+"""The run detail pane: one run's state and cost, what it waits on, its actions, and tabs for
+its events (live), its result (Markdown), its diff (highlighted) and its review.
+
+A thread worker reads the run, then its events after the last sequence number seen, a few
+times a second while the run moves (see :mod:`kyros.tui.connection` for why polls): when the
+daemon restarts, the next read resumes after the same number, so nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Markdown, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from kyros.errors import DaemonUnreachable, KyrosError
+from kyros.protocol import FINAL_EVENT_TYPES, TERMINAL_STATUSES
+from kyros.tui.cells import money, status_text
+from kyros.tui.connection import Connection
+from kyros.tui.run_output import diff_of, output_markdown, review_markdown
+from kyros.tui.widgets.run_events import RunEvents
+
+#: Seconds between event reads while a run moves, and while it waits or sits queued.
+LIVE_POLL = 0.25
+IDLE_POLL = 1.0
+#: The actions a run's status allows.
+ACTIONS = {
+    "approve": {"needs_approval"},
+    "deny": {"needs_approval"},
+    "cancel": {"queued", "running", "needs_approval"},
+    "apply": {"succeeded"},
+}
+
+
+class RunDetail(Vertical):
+    """Everything about the selected run; nothing shown until one is selected."""
+
+    @dataclass
+    class Loaded(Message):
+        """The run (and its review) as read from the daemon."""
+
+        run_id: str
+        run: dict[str, Any]
+        review: dict[str, Any] | None
+
+    @dataclass
+    class EventsArrived(Message):
+        run_id: str
+        events: list[dict[str, Any]]
+
+    @dataclass
+    class Failed(Message):
+        run_id: str
+        message: str
+
+    @dataclass
+    class ActionRequested(Message):
+        """A button asked for ``action`` on ``run_id`` (the screen performs it)."""
+
+        action: str
+        run_id: str
+
+    def __init__(self, connection: Connection, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.connection = connection
+        self.run_id: str | None = None
+        self.run: dict[str, Any] | None = None
+        self.review: dict[str, Any] | None = None
+        self._shown: tuple[Any, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a run (↑↓ in the runs table) to see it here.", id="detail-head")
+        yield Static("", id="pending")
+        with Horizontal(id="actions"):
+            yield Button("Approve", id="approve", variant="success", compact=True)
+            yield Button("Deny", id="deny", variant="error", compact=True)
+            yield Button("Cancel run", id="cancel", variant="warning", compact=True)
+            yield Button("Apply", id="apply", variant="primary", compact=True)
+        with TabbedContent(id="detail-tabs", initial="tab-events"):
+            with TabPane("Events", id="tab-events"):
+                yield RunEvents(id="events")
+            with TabPane("Result", id="tab-output"), VerticalScroll():
+                yield Markdown("", id="output")
+            with TabPane("Diff", id="tab-diff"), VerticalScroll():
+                yield Static("", id="diff")
+            with TabPane("Review", id="tab-review"), VerticalScroll():
+                yield Markdown("", id="review")
+
+    def on_mount(self) -> None:
+        self._show_actions(None)
+
+    # --- selection --------------------------------------------------------------------------
+
+    def show_run(self, run_id: str) -> None:
+        """Show ``run_id`` (again: a no-op) and follow its events."""
+        if run_id == self.run_id:
+            return
+        self.run_id, self.run, self.review, self._shown = run_id, None, None, ()
+        self.query_one(RunEvents).reset()
+        self.query_one(TabbedContent).active = "tab-events"
+        self.query_one("#detail-head", Static).update(f"{run_id} · loading…")
+        self.query_one("#pending", Static).display = False
+        self._show_actions(None)
+        self._follow(run_id)
+
+    def clear_run(self) -> None:
+        self.workers.cancel_group(self, "run-detail")
+        self.run_id, self.run, self.review, self._shown = None, None, None, ()
+        self.query_one(RunEvents).reset()
+        self.query_one("#detail-head", Static).update("Select a run to see it here.")
+        self.query_one("#pending", Static).display = False
+        self._show_actions(None)
+
+    def update_run(self, run: dict[str, Any]) -> None:
+        """A poll's fresher copy of the shown run: status, cost, pending action."""
+        if run["id"] == self.run_id and self.run is not None:
+            self._render_run(run, self.review)
+
+    # --- the worker -------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="run-detail", name="follow run", exit_on_error=False)
+    def _follow(self, run_id: str) -> None:
+        worker = get_current_worker()
+        conn = self.connection
+        after = 0
+        ended: bool | None = None  # the run's state when first read: None before that
+        while not (worker.is_cancelled or conn.stopping):
+            try:
+                if ended is None:
+                    run, review = conn.run(run_id), conn.review(run_id)
+                    self.post_message(self.Loaded(run_id, run, review))
+                    ended = run["status"] in TERMINAL_STATUSES
+                events = conn.events_after(run_id, after)
+            except DaemonUnreachable:
+                if conn.pause(IDLE_POLL):  # the poll shows the link's state; wait for it
+                    return
+                continue
+            except KyrosError as exc:
+                self.post_message(self.Failed(run_id, exc.message))
+                return
+            if worker.is_cancelled:
+                return
+            if events:
+                after = int(events[-1]["seq"])
+                self.post_message(self.EventsArrived(run_id, events))
+            if (events and events[-1]["type"] in FINAL_EVENT_TYPES) or (not events and ended):
+                if not ended:
+                    self._reload(run_id)  # it ended while shown: read its result
+                return
+            status = self.run["status"] if self.run is not None else "queued"
+            if conn.pause(LIVE_POLL if status == "running" else IDLE_POLL):
+                return
+
+    def _reload(self, run_id: str) -> None:
+        """Read the finished run once more: its output and review are complete now."""
+        try:
+            run, review = self.connection.run(run_id), self.connection.review(run_id)
+        except KyrosError:
+            return  # the poll brings the run; the review waits for the next selection
+        self.post_message(self.Loaded(run_id, run, review))
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    def on_run_detail_loaded(self, message: Loaded) -> None:
+        message.stop()
+        if message.run_id != self.run_id:
+            return
+        self._render_run(message.run, message.review)
+
+    def on_run_detail_events_arrived(self, message: EventsArrived) -> None:
+        message.stop()
+        if message.run_id == self.run_id:
+            self.query_one(RunEvents).add(message.events)
+
+    def on_run_detail_failed(self, message: Failed) -> None:
+        message.stop()
+        if message.run_id == self.run_id:
+            self.query_one("#detail-head", Static).update(
+                Text(f"{message.run_id}: {message.message}", style="bold red")
+            )
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The reader failed unexpectedly (a bug): a toast, not a traceback."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(
+                f"{event.worker.name}: {type(error).__name__}: {error}",
+                title="internal error",
+                severity="error",
+                timeout=10,
+            )
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if self.run_id is not None and event.button.id in ACTIONS:
+            self.post_message(self.ActionRequested(event.button.id, self.run_id))
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def _render_run(self, run: dict[str, Any], review: dict[str, Any] | None) -> None:
+        before = self.run["status"] if self.run is not None else None
+        self.run, self.review = run, review
+        if run["status"] in TERMINAL_STATUSES and run["status"] != before:
+            # The run has ended (or was over when selected): its result is what to see.
+            self.query_one(TabbedContent).active = "tab-output"
+        key = (run["status"], run.get("cost"), run.get("updated_at"), json.dumps(review))
+        if key == self._shown:
+            return
+        self._shown = key
+        head = Text.assemble(
+            (run["id"], "bold"), "  ", run["kind"], "  ", status_text(run["status"]), "\n"
+        )
+        head.append(
+            f"agent {run.get('agent') or '-'} · model {run.get('model') or '-'} · "
+            f"cost so far {money(run.get('cost'))} · "
+            f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens\n",
+            style="dim",
+        )
+        head.append(" ".join(str(run.get("goal") or "").split())[:400])
+        self.query_one("#detail-head", Static).update(head)
+        self._render_pending(run)
+        self._show_actions(run)
+        self.query_one("#output", Markdown).update(output_markdown(run))
+        diff = diff_of(run, review)
+        self.query_one("#diff", Static).update(
+            Syntax(diff, "diff", theme="ansi_dark", background_color="default")
+            if diff
+            else Text("No diff." if diff is None else "The change is empty.", style="dim")
+        )
+        self.query_one("#review", Markdown).update(review_markdown(review))
+
+    def _render_pending(self, run: dict[str, Any]) -> None:
+        pane = self.query_one("#pending", Static)
+        pending = run.get("pending") or {}
+        pane.display = run["status"] == "needs_approval"
+        if not pane.display:
+            return
+        if pending.get("kind") == "quality_gate":
+            text = Text.assemble(("Quality gate: ", "bold"), str(pending.get("reason") or ""))
+        else:
+            arguments = json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False)
+            lines = arguments.splitlines()
+            if len(lines) > 12:
+                lines = [*lines[:12], f"… {len(lines) - 12} more lines"]
+            text = Text.assemble(
+                ("Waits for approval: ", "bold"),
+                f"{pending.get('tool')} ({pending.get('class')})\n",
+                ("\n".join(lines), "dim"),
+                f"\nwhy it asks: {pending.get('reason')}",
+            )
+        pane.update(text)
+
+    def _show_actions(self, run: dict[str, Any] | None) -> None:
+        status = run["status"] if run else None
+        for action, statuses in ACTIONS.items():
+            allowed = status in statuses
+            if action == "apply" and run is not None:
+                allowed = allowed and run["kind"] in ("implement", "pipeline")
+            self.query_one(f"#{action}", Button).display = allowed
