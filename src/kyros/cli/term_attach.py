@@ -77,8 +77,20 @@ class AttachResult:
 
 
 def terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.lines, size.columns
+    """(rows, cols) of the terminal we run in, asked of the tty itself.
+
+    The tty comes first, before ``COLUMNS``/``LINES``: an exported value never follows a resize,
+    so trusting it would pin the attached session to a stale size (``shutil`` prefers it).
+    """
+    for stream in (sys.stdout, sys.stdin):
+        try:
+            size = os.get_terminal_size(stream.fileno())
+        except (OSError, ValueError):
+            continue
+        if size.lines and size.columns:
+            return size.lines, size.columns
+    fallback = shutil.get_terminal_size((80, 24))
+    return fallback.lines, fallback.columns
 
 
 def run_attach(conn: Any, *, detach_key: bytes = b"\x1c") -> AttachResult:

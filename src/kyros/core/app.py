@@ -220,7 +220,18 @@ class Core:
             "detail": f"{self.pool.busy}/{self.pool.config.workers} busy"
             + (f"; last error: {self.pool.last_error}" if self.pool.last_error else ""),
         }
+        checks["ai"] = self._backend_check()
         return checks
+
+    def _backend_check(self) -> dict[str, Any]:
+        # Loading does not make the daemon unready: runs queue until the backend is there, and
+        # terminals and the API need none of it. The import holds the GIL for stretches of up
+        # to a few hundred ms, so "loaded" also tells when the loop answers at its best.
+        if self.backend_error is not None:
+            return {"ok": False, "detail": f"failed to load: {self.backend_error}"}
+        if self._backend is None:
+            return {"ok": True, "detail": "loading"}
+        return {"ok": True, "detail": "loaded"}
 
     async def jobs(self, *, limit: int, status: str | None) -> list[dict[str, Any]]:
         async with self.store.read() as conn:
