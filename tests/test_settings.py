@@ -93,6 +93,25 @@ def test_bad_values_name_their_source(xdg: dict[str, str]) -> None:
         settings.load(env=xdg)
 
 
+def test_terminal_settings_refuse_credentials_and_bad_keys(xdg: dict[str, str]) -> None:
+    loaded = settings.load(env={**xdg, "KYROS_TERMINAL_ENV": "BUILD_FLAVOUR, JAVA_HOME"})
+    assert loaded.settings.terminal_env == ["BUILD_FLAVOUR", "JAVA_HOME"]
+    for name in ("OPENAI_API_KEY", "GITHUB_TOKEN", "KYROS_TOKEN", "AWS_PROFILE", "LD_PRELOAD"):
+        with pytest.raises(UsageError, match=f"{name} looks like a credential"):
+            settings.load(env={**xdg, "KYROS_TERMINAL_ENV": name})
+    with pytest.raises(UsageError, match="not an environment variable name"):
+        settings.load(env={**xdg, "KYROS_TERMINAL_ENV": "A-B"})
+    with pytest.raises(UsageError, match="terminal_scrollback"):
+        settings.load(env={**xdg, "KYROS_TERMINAL_SCROLLBACK": "10"})
+    # A repository may not widen what its terminals inherit.
+    assert "terminal_env" in settings.REPO_FORBIDDEN
+    assert settings.detach_key_byte("ctrl-\\") == b"\x1c"
+    assert settings.detach_key_byte("ctrl-b") == b"\x02"
+    assert settings.detach_key_byte("^]") == b"\x1d"
+    with pytest.raises(UsageError, match="detach_key"):
+        settings.load(env={**xdg, "KYROS_DETACH_KEY": "ctrl-12"})
+
+
 def test_secrets_are_redacted(xdg: dict[str, str]) -> None:
     env = {
         **xdg,

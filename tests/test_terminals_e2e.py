@@ -275,3 +275,42 @@ def test_cli_attach_in_a_real_terminal_detaches_and_restores_it(
     listed = json.loads(d.cli("term", "ls", "--json").stdout)
     assert any(t["name"] == "cli-sh" and t["status"] == "running" for t in listed)
     assert (tmp_path / "before.txt").read_text() == (tmp_path / "after.txt").read_text()
+
+
+def test_terminal_settings_scrollback_and_inherited_env(tmp_path: Path) -> None:
+    """`terminal_scrollback` bounds what a session keeps; `terminal_env` adds a variable of the
+    daemon's environment to the allow-list while keys stay out; a bad detach key is refused."""
+    with xdg_dirs() as xdg:
+        env = kyros_env(
+            xdg,
+            KYROS_TERMINAL_SCROLLBACK="65536",
+            KYROS_TERMINAL_ENV="BUILD_FLAVOUR",
+            BUILD_FLAVOUR="debug",
+            OPENAI_API_KEY="sk-sentinel-0451",
+        )
+        d = start_daemon(env)
+        try:
+            show = "echo flavour=$BUILD_FLAVOUR key=${OPENAI_API_KEY:-none}"
+            _new(d, "--name", "env", "--cwd", str(tmp_path), "--", "/bin/sh", "-c", show)
+            flood = "head -c 300000 /dev/zero | tr '\\0' x; echo; echo END-OF-FLOOD"
+            _new(d, "--name", "flood", "--cwd", str(tmp_path), "--", "/bin/sh", "-c", flood)
+            deadline = time.monotonic() + 20
+            while {
+                t["name"]: t["status"] for t in json.loads(d.cli("term", "ls", "--json").stdout)
+            } != {"env": "exited", "flood": "exited"}:
+                assert time.monotonic() < deadline, "the sessions did not end"
+                time.sleep(0.1)
+            shown = d.cli("term", "logs", "env").stdout
+            assert "flavour=debug key=none" in shown
+            conn = _attach(d, "flood")  # an ended session still replays its scrollback
+            try:
+                replay, _ = _read_until(conn, b"END-OF-FLOOD")
+            finally:
+                conn.close()
+            assert b"END-OF-FLOOD" in replay
+            # 300 kB went through; the ring kept its newest 64 KiB, not the default 2 MiB.
+            assert 60_000 <= len(replay) <= 65536
+            bad = d.cli("term", "attach", "env", "--detach-key", "ctrl-12")
+            assert bad.returncode == 2 and "--detach-key" in bad.stderr
+        finally:
+            d.stop()

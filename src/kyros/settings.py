@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,15 @@ REPO_FORBIDDEN = frozenset(
         "budget_agent",
         "budget_project",
         "budget_day",
+        # A repository must not choose what of the user's environment its terminals see.
+        "terminal_env",
     }
+)
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Variable names that carry credentials; ``terminal_env`` refuses them.
+_SECRET_ENV = re.compile(
+    r"^KYROS_|KEY|TOKEN|SECRET|PASSW|CREDENTIAL|^AWS_|^SSH_AUTH|^LD_|^PYTHON", re.IGNORECASE
 )
 
 #: Keys whose values are secrets: printed as "***" everywhere.
@@ -180,6 +189,21 @@ class Settings(BaseModel):
         le=3600,
         description="How long a client keeps resuming a lost event stream before giving up.",
     )
+    terminal_scrollback: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Bytes of output each terminal keeps and replays on attach.",
+    )
+    terminal_env: list[str] = Field(
+        default_factory=list,
+        description="Extra variables of the daemon's environment its terminals inherit "
+        "(names; keys, tokens and KYROS_* are refused).",
+    )
+    detach_key: str = Field(
+        default="ctrl-\\",
+        description="Key that detaches `kyros term attach`: ctrl-LETTER, ctrl-\\, ctrl-] ….",
+    )
     log_level: str = Field(default="INFO", description="Daemon log level.")
     plugins: list[str] = Field(
         default_factory=list, description="Python modules whose register() adds job kinds."
@@ -187,6 +211,24 @@ class Settings(BaseModel):
     trusted_projects: list[str] = Field(
         default_factory=list, description="Projects whose .kyros.toml is applied."
     )
+
+    @field_validator("detach_key")
+    @classmethod
+    def _a_detach_key(cls, value: str) -> str:
+        detach_key_byte(value)
+        return value
+
+    @field_validator("terminal_env")
+    @classmethod
+    def _no_secrets_in_terminals(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if _SECRET_ENV.search(name):
+                raise ValueError(
+                    f"{name} looks like a credential: terminals never inherit keys or tokens"
+                )
+        return names
 
     @field_validator("roles")
     @classmethod
@@ -255,6 +297,21 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def detach_key_byte(value: str) -> bytes:
+    """The byte a detach key sends: ``ctrl-\\``, ``ctrl-b``, ``^]`` … or one character.
+
+    Raises ``ValueError`` for anything else.
+    """
+    text = value.strip().lower()
+    if text.startswith(("ctrl-", "c-", "^")):
+        char = text.split("-", 1)[-1] if "-" in text else text[1:]
+        if len(char) == 1 and 0x40 <= ord(char.upper()) <= 0x5F:
+            return bytes([ord(char.upper()) & 0x1F])
+    if len(value) == 1:
+        return value.encode()
+    raise ValueError(f"{value!r} is not a key: use ctrl-X (for example ctrl-\\ or ctrl-b)")
 
 
 def _coerce_env(key: str, raw: str) -> Any:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kyros.cli.state import client, group, print_json
+from kyros.cli.state import client, group, print_json, settings
+from kyros.settings import detach_key_byte
 
 if TYPE_CHECKING:
     from kyros.client.discovery import DaemonTarget
@@ -72,7 +73,7 @@ def new(
             f"`kyros term attach {term.get('name') or term['id']}`\n"
         )
     if attach:
-        _attach(c.target, term["id"], b"\x1c")
+        _attach(c.target, term["id"], _detach_key(None))
 
 
 @app.command("ls")
@@ -101,26 +102,28 @@ def ls(json_out: JsonOpt = False) -> None:
     stdout_console().print(table)
 
 
-def _detach_key(value: str) -> bytes:
-    """``ctrl-\\``, ``ctrl-a`` … or a single character."""
-    text = value.strip().lower()
-    if text.startswith(("ctrl-", "c-", "^")):
-        char = text.split("-", 1)[-1] if "-" in text else text[1:]
-        if len(char) == 1 and 0x40 <= ord(char.upper()) <= 0x5F:
-            return bytes([ord(char.upper()) & 0x1F])
-    if len(value) == 1:
-        return value.encode()
-    raise typer.BadParameter(
-        "use ctrl-X (for example ctrl-\\ or ctrl-b)", param_hint="--detach-key"
-    )
+def _detach_key(value: str | None) -> bytes:
+    """The byte of ``--detach-key``, or of the ``detach_key`` setting when it is not given."""
+    if value is None:
+        return detach_key_byte(settings().settings.detach_key)  # checked when loaded
+    try:
+        return detach_key_byte(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--detach-key") from None
 
 
 @app.command("attach")
 def attach(
     ref: Ref,
     detach_key: Annotated[
-        str, typer.Option("--detach-key", help="Key that detaches, leaving the session running.")
-    ] = "ctrl-\\",
+        str | None,
+        typer.Option(
+            "--detach-key",
+            help="Key that detaches, leaving the session running "
+            "[default: the detach_key setting, ctrl-\\].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Attach to a terminal like `tmux attach`: full-screen programs work, resizes follow, the
     detach key (Ctrl-\\ by default) leaves the session running. Exit code: the program's when

@@ -100,7 +100,9 @@ class Core:
             cancel_local=self.pool.cancel_local,
         )
         self.registry.give_up = self.runs.give_up
-        self.terminals = TerminalManager()
+        self.terminals = TerminalManager(
+            scrollback=s.terminal_scrollback, inherit_env=s.terminal_env
+        )
         self._backend = backend
         self._backend_lock = threading.Lock()
         self.migrate_on_start = migrate_on_start

@@ -34,9 +34,15 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SHELLS = ("/bin/bash", "/bin/sh")
 
 
-def terminal_env(base: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a terminal: the allow-listed variables of ``base``, then ``extra``."""
-    env = {key: base[key] for key in ENV_ALLOWED if key in base}
+def terminal_env(
+    base: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+    *,
+    inherit: Sequence[str] = (),
+) -> dict[str, str]:
+    """The environment of a terminal: the allow-listed variables of ``base`` and those named in
+    ``inherit`` (the ``terminal_env`` setting, checked when loaded), then ``extra``."""
+    env = {key: base[key] for key in (*ENV_ALLOWED, *inherit) if key in base}
     env.update((key, value) for key, value in base.items() if key.startswith("LC_"))
     env["TERM"] = "xterm-256color"
     for key, value in (extra or {}).items():
@@ -62,7 +68,7 @@ class TerminalManager:
     """Every terminal of the daemon, by id and by name.
 
     ``environ`` is the environment the allow-list picks from (the daemon's own by default,
-    read at each :meth:`create`).
+    read at each :meth:`create`); ``inherit_env`` names variables added to the allow-list.
     """
 
     def __init__(
@@ -73,12 +79,14 @@ class TerminalManager:
         max_live: int = MAX_LIVE,
         kill_grace: float = KILL_GRACE_S,
         scrollback: int = DEFAULT_SCROLLBACK,
+        inherit_env: Sequence[str] = (),
     ) -> None:
         self.keep_exited = keep_exited
         self.max_live = max_live
         self.kill_grace = kill_grace
         self.scrollback = scrollback
         self._environ = environ
+        self._inherit_env = tuple(inherit_env)
         self._sessions: dict[str, TerminalSession] = {}  # in creation order
         self._exited: dict[str, None] = {}  # ids of ended sessions, in the order they ended
 
@@ -101,7 +109,11 @@ class TerminalManager:
         argument or a command that cannot be started and :class:`Conflict` for a name a live
         session holds or when ``max_live`` sessions are running.
         """
-        env = terminal_env(os.environ if self._environ is None else self._environ, env_extra)
+        env = terminal_env(
+            os.environ if self._environ is None else self._environ,
+            env_extra,
+            inherit=self._inherit_env,
+        )
         workdir = _check_cwd(cwd)
         argv = _resolve(command, env, workdir)
         check_size(rows, cols)
