@@ -4,7 +4,11 @@ updates, ordered per-run event sequences."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -113,6 +117,60 @@ async def test_concurrent_increments_are_not_lost(store: Store) -> None:
     async with store.read() as conn:
         run = await runs_repo.get(conn, run_id)
     assert run is not None and (run["tokens_in"], run["tokens_out"], run["cost"]) == (200, 20, 10.0)
+
+
+async def test_a_write_waits_for_another_process_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """SQLite: while another process holds the write lock, a write waits for it in a worker
+    thread (never on the event loop, never failing at once) and lands once it is released."""
+    path = str(tmp_path / "locked.db")
+    db_url = f"sqlite+aiosqlite:///{path}"
+    await migrate.upgrade(db_url)
+    store = Store(db_url)
+    try:
+        await _wait_for_the_other_process(store, path)
+    finally:
+        await store.close()
+
+
+async def _wait_for_the_other_process(store: Store, path: str) -> None:
+    run_id = await _run(store)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({path!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(0.8)\n"
+            "c.execute('COMMIT')",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        started = asyncio.get_running_loop().time()
+        async with store.write() as conn:
+            await runs_repo.add_usage_totals(conn, run_id, 5, 1, 0.25)
+        waited = asyncio.get_running_loop().time() - started
+        ticker.cancel()
+    finally:
+        holder.wait(10)
+    assert waited >= 0.3  # it did wait for the other process ...
+    assert ticks >= 10  # ... and the loop ran meanwhile
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT tokens_in FROM runs WHERE id = ?", (run_id,)).fetchone() == (
+            5,
+        )
 
 
 async def test_concurrent_event_appends_get_gapless_unique_seqs(store: Store) -> None:

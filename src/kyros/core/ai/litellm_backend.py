@@ -226,24 +226,14 @@ class LiteLLMBackend:
         return self.model_info(model).context_window or DEFAULT_CONTEXT_WINDOW
 
     def model_info(self, model: str) -> ModelInfo:
-        try:
-            info = litellm.get_model_info(model)
-        except Exception:
-            return ModelInfo()  # unknown to litellm's price list (a local server, say)
-
-        def number(key: str) -> Any:
-            value = info.get(key)
-            return value if isinstance(value, int | float) and value >= 0 else None
-
-        return ModelInfo(
-            context_window=number("max_input_tokens") or number("max_tokens"),
-            max_output=number("max_output_tokens"),
-            price_in=number("input_cost_per_token"),
-            price_out=number("output_cost_per_token"),
-            price_cached=number("cache_read_input_token_cost"),
-            tools=info.get("supports_function_calling"),
-            vision=info.get("supports_vision"),
-        )
+        # Looked up once per model: the price list is local and fixed for the process, and
+        # litellm's lookup walks it on every miss (~0.3 ms, twice per call: worst case, cost).
+        info = _INFO_CACHE.get(model)
+        if info is None:
+            if len(_INFO_CACHE) >= _INFO_CACHE_MAX:
+                _INFO_CACHE.clear()
+            info = _INFO_CACHE[model] = _lookup_model_info(model)
+        return info
 
     async def complete(self, request: ChatRequest, on_delta: OnDelta | None = None) -> Completion:
         started = time.perf_counter()
@@ -353,6 +343,31 @@ class LiteLLMBackend:
         price_cached = info.price_cached if info.price_cached is not None else price_in
         fresh = max(0, tokens_in - cached)
         return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
+
+
+_INFO_CACHE: dict[str, ModelInfo] = {}
+_INFO_CACHE_MAX = 1024
+
+
+def _lookup_model_info(model: str) -> ModelInfo:
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:
+        return ModelInfo()  # unknown to litellm's price list (a local server, say)
+
+    def number(key: str) -> Any:
+        value = info.get(key)
+        return value if isinstance(value, int | float) and value >= 0 else None
+
+    return ModelInfo(
+        context_window=number("max_input_tokens") or number("max_tokens"),
+        max_output=number("max_output_tokens"),
+        price_in=number("input_cost_per_token"),
+        price_out=number("output_cost_per_token"),
+        price_cached=number("cache_read_input_token_cost"),
+        tools=info.get("supports_function_calling"),
+        vision=info.get("supports_vision"),
+    )
 
 
 async def _close(stream: Any) -> None:

@@ -32,14 +32,18 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 def _sqlite_pragmas(
-    dbapi_connection: Any, *, foreign_keys: bool, checkpoint_manually: bool = False
+    dbapi_connection: Any,
+    *,
+    foreign_keys: bool,
+    checkpoint_manually: bool = False,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
 ) -> None:
     # Autocommit at the driver level: SQLAlchemy's "begin" listener below issues BEGIN itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     if checkpoint_manually:
         # Commits run on the event loop; an automatic checkpoint would fsync there. The store
@@ -111,7 +115,15 @@ def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        _sqlite_pragmas(dbapi_connection, foreign_keys=True, checkpoint_manually=True)
+        # The writer's connections never wait by default: BEGIN IMMEDIATE is tried on the event
+        # loop and must fail at once if another process writes (``_sqlite_begin_now``); only
+        # the worker-thread path (``_sqlite_begin``) waits, and raises the timeout for it.
+        _sqlite_pragmas(
+            dbapi_connection,
+            foreign_keys=True,
+            checkpoint_manually=True,
+            busy_timeout_ms=BUSY_TIMEOUT_MS if begin is None else 0,
+        )
 
     if begin is not None:
         begin_sql = f"BEGIN {begin}"
@@ -124,9 +136,18 @@ def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
 
 
 def _sqlite_begin(engine: Engine) -> Connection:
+    """BEGIN IMMEDIATE on a writer connection, waiting up to the busy timeout (worker thread)."""
     conn = engine.connect()
+    # The timeout is set on the driver's connection: through SQLAlchemy the PRAGMA would
+    # itself autobegin the transaction.
+    raw = conn.connection.driver_connection
+    assert raw is not None
     try:
-        conn.begin()
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            conn.begin()
+        finally:
+            raw.execute("PRAGMA busy_timeout=0")
     except BaseException:
         conn.close()
         raise
@@ -134,24 +155,17 @@ def _sqlite_begin(engine: Engine) -> Connection:
 
 
 def _sqlite_begin_now(engine: Engine) -> Connection | None:
-    """BEGIN IMMEDIATE without waiting: None if another process holds the write lock."""
+    """BEGIN IMMEDIATE without waiting (the writer's busy timeout is 0): None if another
+    process holds the write lock."""
     conn = engine.connect()
-    # The timeout is set on the driver's connection: through SQLAlchemy the PRAGMA would
-    # itself autobegin the transaction.
-    raw = conn.connection.driver_connection
-    assert raw is not None
     try:
-        raw.execute("PRAGMA busy_timeout=0")
-        try:
-            conn.begin()
-        except OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            conn.rollback()
-            conn.close()
-            return None
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        conn.begin()
+    except OperationalError as exc:
+        conn.rollback()
+        conn.close()
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return None
     except BaseException:
         conn.close()
         raise
