@@ -6,12 +6,8 @@ import sys
 from typing import Any
 
 from kyros.cli.state import print_jsonl
+from kyros.client.event_words import PHASES, event_line
 
-PHASES = {
-    "context": "reading the workspace",
-    "context.done": "workspace read",
-    "model": "asking the model",
-}
 #: A run that stops to wait for a human ends the follow: the terminal is not held hostage.
 PAUSE_EVENTS = frozenset({"approval.requested"})
 
@@ -35,72 +31,8 @@ def follow(
     return dict(c.run(run["id"]))
 
 
-def describe(event: dict[str, Any]) -> str | None:
-    """One human line for the events worth a line of their own."""
-    kind, data = event["type"], event["data"]
-    if kind == "progress":
-        return str(PHASES.get(data.get("phase"), data.get("phase")))
-    if kind == "plan.invalid":
-        return f"the plan was invalid ({data.get('error')}); asking again"
-    if kind == "sandbox.ready":
-        where = f"branch {data['branch']}" if data.get("branch") else "a copy"
-        note = f" ({data['note']})" if data.get("note") else ""
-        return f"working in {where} at {data.get('root')}{note}"
-    if kind == "model.response" and data.get("tool_calls"):
-        names = ", ".join(c["function"]["name"] for c in data["tool_calls"])
-        return f"turn {data.get('turn')}: {names}"
-    if kind == "tool.result" and not data.get("ok"):
-        return f"{data.get('tool')}: {str(data.get('output', '')).splitlines()[0][:120]}"
-    if kind == "stage.started":
-        return f"stage {data.get('stage')}: run {data.get('run_id')}"
-    if kind == "escalation":
-        return f"escalation ({data.get('action')}): {data.get('reason')}"
-    if kind == "critic.assessment":
-        return f"review: {data.get('verdict')} ({data.get('score')}/100)"
-    if kind == "approval.requested":
-        return "waiting for approval"
-    if kind == "model.retry":
-        return (
-            f"{data.get('model')}: {_failure(data)}; trying again in {data.get('wait', 0):.1f}s"
-            + _discarded(data)
-        )
-    if kind == "model.fallback":
-        return (
-            f"{data.get('from')}: {_failure(data)}; falling back to {data.get('to')}"
-            + _discarded(data)
-        )
-    if kind == "model.waiting":
-        return f"every model for this call is resting; waiting {data.get('seconds')}s"
-    if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
-        return f"{kind.split('.')[1]}: {data.get('reason')}"
-    return None
-
-
-#: Failure classes of a model call, in plain words.
-FAILURES = {
-    "rate_limit": "rate-limited by the provider",
-    "auth": "the provider refused the key",
-    "timeout_connect": "no response from the provider",
-    "timeout_first_token": "the provider answered but sent no token in time",
-    "timeout_between_chunks": "the provider went silent mid-answer",
-    "timeout_total": "the answer took longer than its total deadline",
-    "context_overflow": "the prompt is too long for the model",
-    "provider": "the provider failed",
-    "cut": "the answer was cut off mid-stream",
-    "bad_request": "the provider refused the request",
-}
-
-
-def _failure(data: dict[str, Any]) -> str:
-    return FAILURES.get(str(data.get("outcome")), str(data.get("outcome")))
-
-
-def _discarded(data: dict[str, Any]) -> str:
-    return " (its partial answer is discarded)" if data.get("discard") else ""
-
-
 def _plain_progress(event: dict[str, Any]) -> None:
-    line = describe(event)
+    line = event_line(event)
     if line:
         sys.stderr.write(f"kyros: {line}\n")
 
@@ -144,7 +76,7 @@ class _Progress:
                 self.chars = 0  # the failed attempt's tokens do not count
             if kind == "model.fallback":
                 self.phase = f"asking {data.get('to')}"
-            line = describe(event)
+            line = event_line(event)
             if line:
                 self.console.print(f"[dim]{line}[/dim]")
         self.status.update(self._text())

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
-from kyros.tui.event_lines import event_line
+from kyros.client.event_words import event_line
 
 #: The model text kept for the live view and written to the log when the answer ends.
 LIVE_CHARS = 4000
@@ -64,7 +64,7 @@ class RunEvents(Vertical):
                 continue
             if self._live:
                 self._fold(log)
-            line = event_line(event)
+            line = event_line(event, everything=True)
             if line is not None:
                 stamp = str(event.get("created_at", ""))[11:19]
                 self.lines.append(line)

@@ -1,14 +1,11 @@
-"""One human line per notable run event, for the run detail's log.
-
-The lines say what ``kyros.cli.follow.describe`` says for the same events (the console may not
-import the CLI: the two faces are independent layers), plus the events a screen that stays
-open wants too: start, end, approvals, terminals, tool results. A shared home for both faces
-(``kyros.client``) is the next step.
-"""
+"""Run events in plain words, shared by both faces: the CLI's progress lines while it follows
+a run, and the console's run log (which shows every event worth a line, ``everything=True``)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = ["FAILURES", "PHASES", "event_line"]
 
 PHASES = {
     "context": "reading the workspace",
@@ -60,18 +57,29 @@ def _pending(data: dict[str, Any]) -> str:
     return f"waiting for approval: {pending.get('tool')} ({pending.get('class')})"
 
 
-def event_line(event: dict[str, Any]) -> str | None:
-    """The line for ``event``, or None for events that are not worth one (``model.delta``
-    streams into the live view instead)."""
+def event_line(event: dict[str, Any], *, everything: bool = False) -> str | None:
+    """The line for ``event``, or None for events not worth one (``model.delta`` streams).
+
+    By default only what a follower scrolling past wants (retries, fallbacks, failures,
+    approvals, stages, tool errors); ``everything`` adds what a screen that stays open shows
+    too: start and end, approvals given, each turn, every tool result, terminals.
+    """
     kind, data = event["type"], event.get("data") or {}
+    if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
+        return f"{kind.split('.')[1]}: {data.get('reason')}"
+    line = _notable(kind, data)
+    if line is None and everything:
+        line = _routine(kind, data)
+    return line
+
+
+def _routine(kind: str, data: dict[str, Any]) -> str | None:
     if kind == "run.queued":
         return f"queued: {data.get('kind')} with {data.get('model')} as {data.get('agent')}"
     if kind == "run.started":
         return f"started (attempt {data.get('attempt')})"
     if kind == "run.succeeded":
         return "succeeded"
-    if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
-        return f"{kind.split('.')[1]}: {data.get('reason')}"
     if kind == "run.cancel_requested":
         return "cancel requested"
     if kind in ("run.approved", "run.denied"):
@@ -80,6 +88,20 @@ def event_line(event: dict[str, Any]) -> str | None:
         return f"{verb}{' (always)' if data.get('always') else ''}{reason}"
     if kind == "run.applied":
         return f"applied: {', '.join(data.get('files') or []) or 'no files'}"
+    if kind == "model.request":
+        return f"turn {data.get('turn')}: asking {data.get('model')}"
+    if kind == "tool.result":
+        return f"{data.get('tool')}: ok"
+    if kind == "terminal.started":
+        command = data.get("command")
+        shown = " ".join(command) if isinstance(command, list) else str(command)
+        return f"terminal {data.get('terminal_id')}: {shown}"
+    if kind == "terminal.exited":
+        return f"terminal {data.get('terminal_id')} exited ({data.get('exit_code')})"
+    return None
+
+
+def _notable(kind: str, data: dict[str, Any]) -> str | None:
     if kind == "approval.requested":
         return _pending(data)
     if kind == "progress":
@@ -90,21 +112,11 @@ def event_line(event: dict[str, Any]) -> str | None:
         where = f"branch {data['branch']}" if data.get("branch") else "a copy"
         note = f" ({data['note']})" if data.get("note") else ""
         return f"working in {where} at {data.get('root')}{note}"
-    if kind == "model.request":
-        return f"turn {data.get('turn')}: asking {data.get('model')}"
     if kind == "model.response" and data.get("tool_calls"):
         names = ", ".join(c["function"]["name"] for c in data["tool_calls"])
         return f"turn {data.get('turn')}: {names}"
-    if kind == "tool.result":
-        if data.get("ok"):
-            return f"{data.get('tool')}: ok"
+    if kind == "tool.result" and not data.get("ok"):
         return f"{data.get('tool')}: {_first_line(data.get('output'))}"
-    if kind == "terminal.started":
-        command = data.get("command")
-        shown = " ".join(command) if isinstance(command, list) else str(command)
-        return f"terminal {data.get('terminal_id')}: {shown}"
-    if kind == "terminal.exited":
-        return f"terminal {data.get('terminal_id')} exited ({data.get('exit_code')})"
     if kind == "stage.started":
         return f"stage {data.get('stage')}: run {data.get('run_id')}"
     if kind == "escalation":
