@@ -16,4 +16,7 @@ BENCHMARKS = (
     "agent_loop",
     "routing",
     "terminal_io",
+    "tui_startup",
+    "tui_frames",
+    "tui_terminal",
 )

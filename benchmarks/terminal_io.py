@@ -26,6 +26,7 @@ from benchmarks.common import (
     process_env,
     running_daemon,
     temp_base,
+    wait_idle,
     xdg_env,
 )
 from benchmarks.common import median as _median
@@ -75,25 +76,6 @@ def _target(daemon: object) -> object:
     from kyros.client.discovery import DaemonTarget
 
     return DaemonTarget(base_url="http://kyros", uds=str(daemon.socket), local=False)  # type: ignore[attr-defined]
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        fields = fh.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _wait_idle(pid: int, timeout: float = 90.0) -> None:
-    """Until process ``pid`` uses under 5% of a CPU over half a second (or ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    before = _cpu_seconds(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = _cpu_seconds(pid)
-        if now - before < 0.025:
-            return
-        before = now
-    log(f"daemon still busy after {timeout:.0f} s; measuring anyway")
 
 
 def _kyros_throughput(daemon: object, home: str) -> float:
@@ -147,7 +129,7 @@ def run() -> list[Result]:
     with temp_base("kbt") as base:
         env = process_env(xdg_env(base))
         with running_daemon(env) as daemon:
-            _wait_idle(daemon.pid)
+            wait_idle(daemon.pid)
             for _ in range(ROUNDS):
                 raw_rates.append(_raw_throughput())
                 rates.append(_kyros_throughput(daemon, str(base)))

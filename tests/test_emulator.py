@@ -22,7 +22,7 @@ from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 
-from kyros.core.terminals.emulator import TerminalEmulator
+from kyros.emulator import TerminalEmulator
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 

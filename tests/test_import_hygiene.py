@@ -50,3 +50,15 @@ def test_auth_help_loads_no_keyring() -> None:
 def test_client_loads_no_core() -> None:
     loaded = _loaded_after("import kyros.client")
     assert not set(loaded) & set(HEAVY), loaded
+
+
+def test_the_console_loads_the_terminal_pane_when_it_is_opened() -> None:
+    """The emulator (pyte) and the WebSocket client wait for the terminals screen: ~40 ms of
+    start-up a session that never opens a terminal would pay."""
+    probe = (
+        "import sys, json\nimport kyros.tui.app\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pyte', 'websockets') or m.startswith('kyros.emulator'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

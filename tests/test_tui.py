@@ -513,3 +513,45 @@ async def test_the_runs_table_updates_thousands_of_rows_in_place() -> None:
         assert table.row_count == 1 and table.selected_run_id == runs[3]["id"]
         table.set_filter("")
         assert table.row_count == 3000
+
+
+async def test_the_runs_table_rewrites_an_age_when_its_text_turns_over() -> None:
+    """A poll that brings nothing new rewrites only the ages whose text changed (59s → 1m),
+    and a changed cell keeps the table's row order: DataTable would rebuild it, and its line
+    offsets, over every row at the next paint."""
+    from datetime import UTC, datetime, timedelta
+
+    from textual.app import App, ComposeResult
+
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    clock = [start]
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RunsTable(clock=lambda: clock[0])
+
+    def run(n: int, ago: timedelta) -> dict[str, Any]:
+        created = (start - ago).isoformat()
+        return {"id": f"r_{n}", "status": "running", "kind": "plan", "created_at": created}
+
+    runs = [run(1, timedelta(0)), run(2, timedelta(minutes=30)), run(3, timedelta(days=2))]
+    app = Host()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.query_one(RunsTable)
+        table.update_runs(runs)
+        await pilot.pause()
+        assert [cell(table, f"r_{n}", "age") for n in (1, 2, 3)] == ["0s", "30m", "2d"]
+        offsets = table._y_offsets
+        clock[0] = start + timedelta(seconds=59)
+        table.update_runs(runs)  # the same copies: only the clock moved
+        assert [cell(table, f"r_{n}", "age") for n in (1, 2, 3)] == ["59s", "30m", "2d"]
+        clock[0] = start + timedelta(seconds=60)
+        table.update_runs([{**runs[2], "status": "failed"}])
+        assert [cell(table, f"r_{n}", "age") for n in (1, 2, 3)] == ["1m", "31m", "2d"]
+        assert cell(table, "r_3", "status") == "failed"
+        assert table._y_offsets is offsets
+        await pilot.pause()
+        # What is drawn, not only what is stored: the changed rows are redrawn, newest first.
+        drawn = [table.render_line(y).text for y in (1, 2, 3)]
+        assert ["r_1" in drawn[0], "1m" in drawn[0], "31m" in drawn[1]] == [True] * 3
+        assert "r_3" in drawn[2] and "failed" in drawn[2] and "running" not in drawn[2]

@@ -1,10 +1,11 @@
 """Snapshots of the console: the main screen, a run's detail (result and diff), the new-run
-form and the help screen.
+form, the help screen and the terminals screen.
 
 Real daemons give random ids and times, so these screens are fed by an in-memory client with
 fixed runs, events and agents behind the real :class:`~kyros.tui.connection.Connection` (the
 seam the app factory takes), and a frozen clock. Everything else is the real console.
-`tests/test_tui.py` drives the same console against a real daemon.
+`tests/test_tui.py` drives the same console against a real daemon. The terminals screen is the
+exception: its tab shows a real daemon terminal whose program prints fixed text and sleeps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from textual.widgets import Input, TabbedContent
 from kyros.errors import NotFound
 from kyros.tui.app import KyrosApp, create_app
 from kyros.tui.connection import Connection
+from kyros.tui.screens.terminals import TerminalsScreen
 from kyros.tui.widgets.run_events import RunEvents
+from kyros.tui.widgets.terminal_view import TerminalView
+from tests.conftest import Daemon, database, kyros_env, start_daemon, xdg_dirs
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SIZE = (150, 42)
@@ -416,3 +420,60 @@ def test_help_screen(snap_compare: Any, app: KyrosApp) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+#: What the snapshot's terminal prints (a test run, coloured), then it waits without a prompt.
+TEST_RUN = (
+    r"printf '\033[1m$ python -m pytest -q\033[0m\r\n"
+    r"....\033[31mF\033[0m.\r\n"
+    r"\033[31mFAILED\033[0m tests/test_calc.py::test_add - assert -1 == 3\r\n"
+    r"\033[1;31m1 failed\033[0m, \033[32m5 passed\033[0m in 0.04s\r\n'; exec sleep 600"
+)
+
+
+@pytest.fixture(scope="module")
+def snap_daemon() -> Iterator[Daemon]:
+    with xdg_dirs() as env, database("sqlite", env) as url:
+        d = start_daemon(kyros_env(env, KYROS_DATABASE_URL=url))
+        try:
+            yield d
+        finally:
+            d.stop()
+
+
+def test_terminals_screen(snap_compare: Any, snap_daemon: Daemon, tmp_path: Path) -> None:
+    """A terminal's tab: its coloured output and the cursor after it, drawn from a real daemon
+    terminal; while it has the focus the footer offers only the way out and quit."""
+    with snap_daemon.client() as c:
+        term = c.create_terminal(
+            {"name": "tests", "cwd": str(tmp_path), "command": ["/bin/sh", "-c", TEST_RUN]}
+        )
+    connection = Connection(snap_daemon.client(), f"unix://{snap_daemon.socket}")
+    app = create_app(connection, cwd=tmp_path, clock=lambda: NOW)
+
+    async def before(pilot: Pilot[Any]) -> None:
+        main = app.main
+        await _until(pilot, lambda: main.polls > 0, "the first poll")
+        main.action_terminals()
+        await _until(
+            pilot,
+            lambda: isinstance(app.screen, TerminalsScreen) and app.screen.is_mounted,
+            "the terminals screen",
+        )
+        screen = app.screen
+        assert isinstance(screen, TerminalsScreen)
+        await screen.open_terminal(term)
+        view = screen.query_one(TerminalView)
+        await _until(
+            pilot,
+            lambda: view.attached and "in 0.04s" in "".join(view.screen_text()),
+            "the terminal's output",
+        )
+        await pilot.pause(0.1)  # the next frame draws it
+
+    try:
+        assert snap_compare(app, terminal_size=SIZE, run_before=before)
+    finally:
+        connection.dispose()
+        with snap_daemon.client() as c:
+            c.kill_terminal(term["id"])

@@ -3,48 +3,103 @@
 Frames: binary frames carry terminal bytes (output from the daemon, keystrokes to it); text
 frames carry small JSON control messages — ``{"type": "resize", "rows", "cols"}`` from the
 client, ``{"type": "exit", "code", "signal"}`` and ``{"type": "lagged"}`` from the daemon.
+A client that falls more than ``lag`` bytes behind (4 MiB unless it asks for less) is sent
+``lagged``, a reset and the newest ``lag`` bytes of the scrollback, then live output again.
+
+:func:`open_attach` blocks (the CLI's `kyros term attach`); :func:`open_attach_async` is the
+same connection for an asyncio loop (the console's terminal pane). Both refuse with the same
+:mod:`kyros.errors`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kyros import __version__
 from kyros.client.discovery import DaemonTarget
 from kyros.errors import AuthError, DaemonUnreachable, KyrosError, NotFound
 
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+
+def _path(ref: str, rows: int, cols: int, lag: int | None = None) -> str:
+    path = f"/v1/terminals/{ref}/attach?rows={rows}&cols={cols}"
+    return path if lag is None else f"{path}&lag={lag}"
+
+
+def _options() -> dict[str, Any]:
+    return {"user_agent_header": f"kyros/{__version__}", "max_size": None, "open_timeout": 10}
+
+
+def _tcp(target: DaemonTarget, path: str, options: dict[str, Any]) -> str:
+    """The ``ws(s)://`` URI of ``path`` on a TCP daemon; adds its token to ``options``."""
+    if target.token:
+        options["additional_headers"] = {"authorization": f"Bearer {target.token}"}
+    base = target.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return f"{base}{path}"
+
+
+def _refused(exc: Exception, target: DaemonTarget, ref: str) -> KyrosError:
+    """The KyrosError a failed handshake means."""
+    from websockets.exceptions import InvalidStatus
+
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return AuthError(f"the daemon refused the terminal connection ({status})")
+        if status == 404:
+            return NotFound(f"no terminal {ref!r}; `kyros term ls` lists them")
+        return KyrosError(f"the daemon refused the terminal connection ({status})")
+    return DaemonUnreachable(
+        f"cannot reach the kyros daemon at {target.describe()} ({type(exc).__name__}: {exc})"
+    )
+
 
 def open_attach(target: DaemonTarget, ref: str, *, rows: int, cols: int) -> Any:
     """A connected ``websockets`` client for terminal ``ref`` (sized ``rows`` x ``cols``)."""
-    from websockets.exceptions import InvalidStatus, WebSocketException
+    from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect, unix_connect
 
-    path = f"/v1/terminals/{ref}/attach?rows={rows}&cols={cols}"
+    path = _path(ref, rows, cols)
     # The connection outlives this function (the caller closes it): connect directly rather
     # than as a context manager (`legacy=True` in websockets >= 16).
-    options: dict[str, Any] = {
-        "user_agent_header": f"kyros/{__version__}",
-        "max_size": None,
-        "open_timeout": 10,
-        "legacy": True,
-    }
+    options = {**_options(), "legacy": True}
     try:
         if target.uds:
             # permessage-deflate costs CPU at both ends for every frame and saves nothing on a
             # local socket (~10% of the daemon's and the client's time on a bulk stream).
             return unix_connect(target.uds, f"ws://localhost{path}", compression=None, **options)
-        if target.token:
-            options["additional_headers"] = {"authorization": f"Bearer {target.token}"}
-        base = target.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-        return connect(f"{base}{path}", **options)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        if status in (401, 403):
-            raise AuthError(f"the daemon refused the terminal connection ({status})") from None
-        if status == 404:
-            raise NotFound(f"no terminal {ref!r}; `kyros term ls` lists them") from None
-        raise KyrosError(f"the daemon refused the terminal connection ({status})") from None
+        return connect(_tcp(target, path, options), **options)
     except (OSError, WebSocketException) as exc:
-        raise DaemonUnreachable(
-            f"cannot reach the kyros daemon at {target.describe()} ({type(exc).__name__}: {exc})"
-        ) from None
+        raise _refused(exc, target, ref) from None
+
+
+async def open_attach_async(
+    target: DaemonTarget, ref: str, *, rows: int, cols: int, lag: int | None = None
+) -> ClientConnection:
+    """:func:`open_attach` for an asyncio loop: a connected ``websockets.asyncio`` client.
+
+    ``lag``: bytes this client may fall behind before the daemon skips it to the newest output
+    (a client that draws a screen would rather skip a flood than show it late).
+    The caller closes it (``await conn.close()``). Raises :class:`~kyros.errors.NotFound`,
+    :class:`~kyros.errors.AuthError`, :class:`~kyros.errors.DaemonUnreachable` or
+    :class:`~kyros.errors.KyrosError` as the blocking one does.
+    """
+    from websockets.asyncio.client import connect, unix_connect
+    from websockets.exceptions import WebSocketException
+
+    path = _path(ref, rows, cols, lag)
+    # A closing handshake waits at most a second (the console may be quitting). One message
+    # queued here at most: output a slow reader has not taken waits in the daemon, which skips
+    # it once the reader is ``lag`` behind, rather than in a queue the reader must get through.
+    options = {**_options(), "close_timeout": 1.0, "max_queue": 1}
+    try:
+        if target.uds:
+            # No permessage-deflate on the local socket, as in open_attach.
+            return await unix_connect(
+                target.uds, f"ws://localhost{path}", compression=None, **options
+            )
+        return await connect(_tcp(target, path, options), **options)
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise _refused(exc, target, ref) from None

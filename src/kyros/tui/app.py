@@ -10,10 +10,11 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from kyros.settings import Loaded
+from kyros.settings import Loaded, detach_key_byte
 from kyros.tui.commands import KyrosCommands
 from kyros.tui.connection import Connection, open_connection
 from kyros.tui.screens.main import MainScreen
+from kyros.tui.terminal_keys import LEAVE_BINDING, LEAVE_KEY, key_name
 
 
 class KyrosApp(App[int]):
@@ -31,9 +32,14 @@ class KyrosApp(App[int]):
         cwd: Path,
         clock: Callable[[], datetime],
         poll_seconds: float = 1.0,
+        leave_key: str = LEAVE_KEY,
     ) -> None:
         super().__init__()
         self.connection = connection
+        #: The key that takes the focus out of a terminal (Textual's name for it).
+        self.leave_key = leave_key
+        if leave_key != LEAVE_KEY:
+            self.set_keymap({LEAVE_BINDING: leave_key})
         self._main = MainScreen(connection, cwd=cwd, clock=clock, poll_seconds=poll_seconds)
 
     def get_default_screen(self) -> MainScreen:
@@ -42,6 +48,15 @@ class KyrosApp(App[int]):
     @property
     def main(self) -> MainScreen:
         return self._main
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action != "command_palette" or self.focused is None:
+            return True
+        # Deferred with the terminals screen (see MainScreen._terminals); loaded by then.
+        from kyros.tui.widgets.terminal_view import TerminalView
+
+        # While a terminal has the focus, ctrl+p is its program's (shell history, vim).
+        return not isinstance(self.focused, TerminalView)
 
     async def action_quit(self) -> None:
         self.connection.close()  # the workers' loops end now, not at their next poll
@@ -57,14 +72,17 @@ def create_app(
     cwd: Path | None = None,
     clock: Callable[[], datetime] | None = None,
     poll_seconds: float = 1.0,
+    leave_key: str = LEAVE_KEY,
 ) -> KyrosApp:
     """The console on ``connection``; ``cwd`` is the new-run form's default workspace and
-    ``clock`` the "now" ages are counted from (fixed in snapshot tests)."""
+    new terminals' directory, ``clock`` the "now" ages are counted from (fixed in snapshot
+    tests), ``leave_key`` the key (Textual's name) that takes the focus out of a terminal."""
     return KyrosApp(
         connection,
         cwd=cwd or Path.cwd(),
         clock=clock or (lambda: datetime.now(UTC)),
         poll_seconds=poll_seconds,
+        leave_key=leave_key,
     )
 
 
@@ -72,7 +90,9 @@ def run(loaded: Loaded, daemon: str | None = None, token: str | None = None) -> 
     """`kyros tui`: connect (starting a local daemon if none answers) before the screen
     opens, so a failure is a plain message; then run the console. Returns the exit code."""
     connection = open_connection(loaded, daemon, token)
-    app = create_app(connection)
+    # The key that detaches `kyros term attach` leaves a terminal pane (checked when loaded).
+    leave = key_name(detach_key_byte(loaded.settings.detach_key))
+    app = create_app(connection, leave_key=leave)
     try:
         app.run()
     finally:

@@ -1,4 +1,5 @@
-"""The command palette's kyros commands (``ctrl+p``): new runs, answers, cancel, switch daemon."""
+"""The command palette's kyros commands (``ctrl+p``): new runs, answers, cancel, terminals,
+switch daemon."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ COMMANDS: tuple[tuple[str, str, Callable[[MainScreen], None]], ...] = (
     ("Cancel run", "Cancel the selected run", lambda s: s.request("cancel")),
     ("Apply run", "Bring the selected run's change into your working tree",
      lambda s: s.request("apply")),
+    ("New terminal", "A shell on the daemon, in a tab of the terminals screen",
+     lambda s: s.action_new_terminal()),
+    ("Attach to a terminal", "Pick one of the daemon's terminals and show it in a tab",
+     lambda s: s.action_attach_terminal()),
+    ("Terminals", "The terminals screen: a tab per attached terminal",
+     lambda s: s.action_terminals()),
+    ("Run's terminal", "The terminal the selected run's commands run in",
+     lambda s: s.action_run_terminal()),
     ("Switch daemon", "Talk to another kyros daemon (unix:// or https:// address)",
      lambda s: s.action_switch_daemon()),
     ("Help", "Keys and panes", lambda s: s.action_help()),

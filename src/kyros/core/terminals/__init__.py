@@ -2,8 +2,8 @@
 
 ``manager`` creates, finds and ends them; ``session`` runs one pty without blocking the event
 loop and fans its output out to viewers; ``ring`` keeps each one's scrollback in bounded memory.
-Sessions pass bytes through untouched; ``emulator`` (with ``emulator_screen`` and
-``emulator_style``) interprets them into a screen, for `kyros term logs` and the console.
+Sessions pass bytes through untouched; :mod:`kyros.emulator` interprets them into a screen,
+for `kyros term logs` and the console.
 """
 
 from __future__ import annotations

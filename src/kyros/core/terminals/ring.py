@@ -207,12 +207,14 @@ class Viewer:
             timer.cancel()
             self._want = 1
 
-    def resync(self) -> bytes:
-        """Leave the lagged state: the scrollback to replay on a reset screen.
+    def resync(self, limit: int | None = None) -> bytes:
+        """Leave the lagged state: the scrollback to replay on a reset screen (its newest
+        ``limit`` bytes at most: a viewer that only draws the screen needs no more).
 
         :meth:`read` continues right after it, with no gap and no repeat.
         """
-        self.snapshot = self._ring.snapshot()
+        since = None if limit is None else self._ring.total_written - limit
+        self.snapshot = self._ring.snapshot(since)
         self.position = self._ring.total_written
         self.start = self.position - len(self.snapshot)
         self._pending = bytearray()

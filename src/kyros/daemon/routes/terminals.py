@@ -3,6 +3,11 @@
 The WebSocket is authenticated at the handshake by the Guard (token over TCP, the socket's
 permissions locally; a foreign Origin is refused) before this code — or the pty — sees a byte.
 Frames: binary both ways for terminal bytes; text frames for JSON control messages.
+
+A viewer that falls behind is sent ``lagged``, a reset and the scrollback, then live output
+again. ``lag=BYTES`` on the attach makes that happen sooner and costs less: a viewer that draws a
+screen (the console's terminal pane) would rather skip a flood than show it late, and needs only
+the newest bytes of the scrollback to redraw.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from fastapi.responses import PlainTextResponse
 
 from kyros.core.app import Core
 from kyros.core.terminals import ViewerLagged
-from kyros.core.terminals.emulator import TerminalEmulator
+from kyros.core.terminals.ring import VIEWER_MAX_PENDING
 from kyros.core.terminals.session import TerminalSession
 from kyros.daemon.routes.deps import core
+from kyros.emulator import TerminalEmulator
 from kyros.errors import KyrosError
 from kyros.protocol import Terminal, TerminalCreate, TerminalInput, TerminalList
 
@@ -32,6 +38,8 @@ CLOSE_NOT_FOUND = 4404
 #: While a program streams output, how long the first pty read waits for more before it is
 #: sent: one frame then carries many reads. Echoes and prompts are sent at once.
 FRAME_LINGER_S = 0.002
+#: The smallest ``lag`` an attach may ask for: a few frames of streaming output.
+MIN_LAG = 64 * 1024
 
 
 def describe(s: TerminalSession) -> Terminal:
@@ -112,10 +120,11 @@ async def attach(websocket: WebSocket, ref: str) -> None:
         return
     await websocket.accept()
     _resize_from_query(websocket, session)
-    viewer = session.attach()
+    lag = _lag_from_query(websocket)
+    viewer = session.attach(max_pending=lag or VIEWER_MAX_PENDING)
     try:
         await websocket.send_bytes(viewer.snapshot)
-        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer))
+        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer, lag))
         incoming = asyncio.create_task(_pump_in(websocket, session))
         _, pending = await asyncio.wait({outgoing, incoming}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -139,14 +148,26 @@ def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
             session.resize(rows, cols)
 
 
-async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: Any) -> None:
+def _lag_from_query(websocket: WebSocket) -> int | None:
+    """``lag=BYTES``: how far behind the viewer may fall before it is resynced (and how much
+    scrollback the resync replays), within [MIN_LAG, VIEWER_MAX_PENDING]; None when absent."""
+    try:
+        lag = int(websocket.query_params.get("lag", "0"))
+    except ValueError:
+        return None
+    return min(max(lag, MIN_LAG), VIEWER_MAX_PENDING) if lag > 0 else None
+
+
+async def _pump_out(
+    websocket: WebSocket, session: TerminalSession, viewer: Any, lag: int | None
+) -> None:
     while True:
         try:
             data = await viewer.read(linger=FRAME_LINGER_S)
         except ViewerLagged:
             # Too slow a client: tell it, reset its screen, replay the scrollback, go on.
             await websocket.send_text(json.dumps({"type": "lagged", "dropped": viewer.dropped}))
-            data = b"\x1bc" + viewer.resync()
+            data = b"\x1bc" + viewer.resync(lag)
         if not data:
             break
         await websocket.send_bytes(data)

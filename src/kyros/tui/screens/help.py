@@ -26,10 +26,38 @@ waiting for you, and the selected run in detail. Runs go on in the daemon when y
 | `d` | deny it, with a reason the model is told |
 | `x` | cancel the run |
 | `p` | apply an implement or pipeline run's change to your working tree |
+| `t` | the terminals screen (`esc` comes back to the runs) |
+| `ctrl+t` | a new terminal: a shell on the daemon, in the console's directory |
+| `o` | the selected run's own terminal (where an implement run's commands run) |
 | `tab` | next pane |
-| `ctrl+p` | command palette: new runs, approve, deny, cancel, switch daemon… |
+| `ctrl+p` | command palette: new runs, approve, deny, cancel, terminals, switch daemon… |
 | `?` | this help (`esc` closes it) |
 | `ctrl+q` | quit (runs go on in the daemon) |
+
+## Terminals
+
+A tab per daemon terminal. While a terminal has the focus every key goes to its program
+(full-screen programs such as vim and htop work), except these two:
+
+| key | does |
+| --- | --- |
+| `ctrl+\\` | leave the terminal: the focus goes to the tab bar (the `detach_key` setting) |
+| `ctrl+q` | quit the console (terminals go on in the daemon) |
+
+With the tab bar focused:
+
+| key | does |
+| --- | --- |
+| `←` `→` | another tab |
+| `enter` | type in the terminal again |
+| `ctrl+t` or `n` | a new terminal |
+| `a` | attach to one of the daemon's terminals (a list to pick from) |
+| `w` | close the tab: detach, the program runs on |
+| `k` | kill the terminal's program (asks first) and close the tab |
+| `esc` | back to the runs |
+
+When output comes faster than the pane can draw it, the pane skips to the newest screen;
+`kyros term logs` has all of it.
 
 ## Panes
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -35,6 +35,9 @@ from kyros.tui.widgets.approvals import Approvals
 from kyros.tui.widgets.connection_bar import ConnectionBar
 from kyros.tui.widgets.run_detail import RunDetail
 from kyros.tui.widgets.runs_table import RunsTable
+
+if TYPE_CHECKING:
+    from kyros.tui.screens.terminals import TerminalsScreen
 
 #: Wait after a failed poll: a daemon restart takes ~2 s; 0.5 s notices it soon after.
 RETRY_SECONDS = 0.5
@@ -60,6 +63,9 @@ class MainScreen(Screen[None]):
         Binding("d", "deny", "Deny"),
         Binding("x", "cancel_run", "Cancel run"),
         Binding("p", "apply", "Apply"),
+        Binding("t", "terminals", "Terminals"),
+        Binding("o", "run_terminal", "Run's terminal"),
+        Binding("ctrl+t", "new_terminal", "New terminal"),
         Binding("question_mark", "help", "Help"),
         Binding("escape", "leave_filter", "Leave filter", show=False),
         Binding("r", "refresh", "Refresh", show=False),
@@ -203,7 +209,9 @@ class MainScreen(Screen[None]):
         table = self.runs_table
         table.update_runs([*snapshot.runs, *snapshot.approvals])
         self.query_one(AgentsList).update_agents(snapshot.agents)
-        self.approvals.update_waiting(snapshot.approvals)
+        if snapshot.approvals != list(self.approvals.waiting.values()):
+            # On a change only: the pane repaints whole each time it is told (~5 ms a poll).
+            self.approvals.update_waiting(snapshot.approvals)
         detail = self.detail
         if detail.run_id is None and table.selected_run_id is not None:
             detail.show_run(table.selected_run_id)  # the first poll: show the newest run
@@ -447,6 +455,35 @@ class MainScreen(Screen[None]):
             severity="error",
             timeout=8,
         )
+
+    # --- terminals ----------------------------------------------------------------------
+
+    def _terminals(self) -> TerminalsScreen:
+        # Deferred: the terminals screen brings the emulator (pyte) and the WebSocket client,
+        # ~40 ms of start-up for a screen a session may never open.
+        from kyros.tui.screens.terminals import show_terminals
+
+        return show_terminals(self.app, self.connection, self.cwd)
+
+    def action_terminals(self) -> None:
+        """Show the terminals screen (its tabs as they were)."""
+        self._terminals()
+
+    def action_new_terminal(self) -> None:
+        """Start a shell in the console's directory and show it."""
+        self._terminals().new_terminal()
+
+    def action_attach_terminal(self) -> None:
+        """Pick one of the daemon's terminals and show it."""
+        self._terminals().action_attach()
+
+    def action_run_terminal(self) -> None:
+        """Show the terminal the selected run's commands run in."""
+        run_id = self.target_run()
+        if run_id is None:
+            self.notify("select a run first", severity="warning", timeout=3)
+            return
+        self._terminals().open_run_terminal(run_id)
 
     # --- switching daemons --------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 ``model.delta`` text streams into the live view; when the answer ends (any other event), its
 tail is written to the log once and the live view empties, so a long answer costs one repaint
-per poll, not one log line per chunk.
+per poll, not one log line per chunk. The live view shows the newest rows of the answer, wrapped
+here, so it knows its height: a chunk that keeps it repaints the view alone, where a layout of
+the whole screen per chunk cost ~10 ms.
 """
 
 from __future__ import annotations
@@ -20,21 +22,26 @@ from kyros.client.event_words import event_line
 LIVE_CHARS = 4000
 #: Lines of a finished answer kept in the log.
 ANSWER_LINES = 12
+#: The live view's tallest height (rows) and the lines of the answer's tail it is given.
+LIVE_HEIGHT = 8
+LIVE_LINES = 6
 
 
 class RunEvents(Vertical):
     """The log (a RichLog) and the live model output (a Static) of one run."""
 
-    DEFAULT_CSS = """
-    RunEvents { height: 1fr; }
-    RunEvents > RichLog { height: 1fr; }
-    RunEvents > #live { height: auto; max-height: 8; display: none; }
-    RunEvents > #live.-streaming { display: block; }
+    DEFAULT_CSS = f"""
+    RunEvents {{ height: 1fr; }}
+    RunEvents > RichLog {{ height: 1fr; }}
+    RunEvents > #live {{ height: auto; max-height: {LIVE_HEIGHT}; display: none; }}
+    RunEvents > #live.-streaming {{ display: block; }}
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._live = ""
+        #: The live view's height in rows as last shown (0: hidden or not yet measured).
+        self._live_rows = 0
         #: Sequence numbers shown, in order (a gap or a repeat would be a bug).
         self.seqs: list[int] = []
         #: Every line written to the log, for tests and copy.
@@ -84,6 +91,14 @@ class RunEvents(Vertical):
     def _show_live(self) -> None:
         live = self.query_one("#live", Static)
         live.set_class(bool(self._live), "-streaming")
-        if self._live:
-            tail = "\n".join(self._live.splitlines()[-6:])
-            live.update(Text(tail, style="italic"))
+        if not self._live:
+            self._live_rows = 0
+            return
+        text = Text("\n".join(self._live.splitlines()[-LIVE_LINES:]), style="italic")
+        width = live.content_size.width
+        rows = 0
+        if width:  # measured: the newest rows that fit, so the newest tokens are in sight
+            lines = text.wrap(self.app.console, width)[-LIVE_HEIGHT:]
+            text, rows = Text("\n").join(lines), len(lines)
+        live.update(text, layout=not rows or rows != self._live_rows)
+        self._live_rows = rows

@@ -7,8 +7,11 @@ APC) before pyte sees it. It has no output side at all — answers to device que
 and nothing is ever written to a real terminal — so clipboard (OSC 52) and title (OSC 0/1/2)
 requests go nowhere; the title is only recorded (RELIABILITY S13).
 
-Rendering (``rich_lines``) returns one ``rich.text.Text`` per screen row; see
-``emulator_style`` for how cells become styles.
+Rendering (``rich_lines``) returns one ``rich.text.Text`` per screen row, ``row_segments`` one
+row as Rich segments, and ``take_dirty`` the rows changed since it was last called, so a view
+redraws only those; see :mod:`kyros.emulator.style` for how cells become styles. The modes a
+program sets for its input (application cursor keys, bracketed paste) are readable too: the
+side that sends keystrokes needs them.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ from collections.abc import Callable
 import pyte
 from pyte import modes
 from pyte.screens import Char
+from rich.segment import Segment
 from rich.text import Text
 
-from kyros.core.terminals.emulator_screen import _Screen
-from kyros.core.terminals.emulator_style import StyleCache, cells_text, row_cells
+from kyros.emulator.screen import _Screen
+from kyros.emulator.style import StyleCache, cells_text, row_cells
 
 _ESC = "\x1b"
 _TITLE_LIMIT = 256
 _OSC_PAYLOAD_LIMIT = 1024  # enough for "2;<title>"; longer payloads (OSC 52 data) are skipped
 _SGR_CACHE_LIMIT = 4096
+# pyte keeps private (DEC) modes shifted left by 5 in ``Screen.mode``.
+_DECCKM = 1 << 5  # application cursor keys: arrows send ESC O A, not ESC [ A
+_BRACKETED_PASTE = 2004 << 5
 
 # ESC P (DCS), ESC X (SOS), ESC ] (OSC), ESC ^ (PM), ESC _ (APC), and their C1 forms.
 _STRING_INTRODUCERS = frozenset("PX]^_")
@@ -318,3 +325,34 @@ class TerminalEmulator:
         rows = (row_cells(buffer.get(y, {}), width, blank) for y in range(screen.lines))
         text = self._styles.text
         return [text(cells, cursor_x if y == cursor_y else None) for y, cells in enumerate(rows)]
+
+    def row_segments(self, y: int, show_cursor: bool = False) -> list[Segment]:
+        """Row ``y`` of the visible screen as Rich segments, ``cols`` cells wide in all.
+
+        With ``show_cursor`` the cursor cell is drawn reversed when it is on this row (unless
+        the program hid the cursor).
+        """
+        screen = self._screen
+        cells = row_cells(screen.buffer.get(y, {}), screen.columns, screen.default_char)
+        cursor_y, cursor_x = self.cursor
+        on_row = show_cursor and y == cursor_y and not screen.cursor.hidden
+        return self._styles.segments(cells, cursor_x if on_row else None)
+
+    def take_dirty(self) -> set[int]:
+        """The rows changed since the last call (all of them at first), and forget them.
+
+        Cursor moves are not changes: a view that draws the cursor follows :attr:`cursor`.
+        """
+        dirty = {y for y in self._screen.dirty if y < self._screen.lines}
+        self._screen.dirty.clear()
+        return dirty
+
+    @property
+    def application_cursor_keys(self) -> bool:
+        """DECCKM is set: arrow, home and end keys are sent as ``ESC O x`` (vim, less, htop)."""
+        return _DECCKM in self._screen.mode
+
+    @property
+    def bracketed_paste(self) -> bool:
+        """The program asked for pastes wrapped in ``ESC [200~`` … ``ESC [201~``."""
+        return _BRACKETED_PASTE in self._screen.mode

@@ -1,4 +1,4 @@
-"""The screen model behind :mod:`kyros.core.terminals.emulator`: a pyte ``Screen`` with the
+"""The screen model behind :mod:`kyros.emulator.terminal`: a pyte ``Screen`` with the
 alternate screen (DECSET 1049/1047/47), a compact scrollback that alternate-screen output never
 enters, and faster drawing of printable runs.
 """

@@ -1,8 +1,9 @@
-"""How emulator rows become plain text and Rich text.
+"""How emulator rows become plain text, Rich text and Rich segments.
 
 A pyte cell (``pyte.screens.Char``) holds one glyph and its attributes. A row becomes one
-``rich.text.Text`` with one span per run of equal attributes — a row of one colour costs one
-span — and each distinct attribute tuple is parsed into a ``rich.style.Style`` once
+``rich.text.Text`` with one span per run of equal attributes, or a list of ``Segment`` with one
+segment per run (what the console's terminal pane draws) — a row of one colour costs one span or
+one segment — and each distinct attribute tuple is parsed into a ``rich.style.Style`` once
 (:class:`StyleCache`).
 
 Wide characters (CJK, most emoji) take two columns: pyte stores the glyph in the first cell and
@@ -20,6 +21,7 @@ from typing import TypeAlias
 
 from pyte.screens import Char, wcwidth
 from rich.color import Color
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Span, Text
 
@@ -133,8 +135,10 @@ class StyleCache:
         style = self._styles[attrs] = attrs_style(attrs)
         return style
 
-    def text(self, cells: Sequence[Char], cursor_x: int | None = None) -> Text:
-        """One row as ``Text``: no trailing newline, no wrapping, one span per styled run.
+    def _runs(
+        self, cells: Sequence[Char], cursor_x: int | None
+    ) -> tuple[str, list[tuple[int, int, Style]]]:
+        """A row's plain text and its styled runs as ``(start, stop, style)`` offsets into it.
 
         ``cursor_x`` draws that column reversed.
         """
@@ -142,7 +146,7 @@ class StyleCache:
         glyphs, simple = _glyphs(cells)
         plain = "".join(glyphs)
         if not width:
-            return Text(plain, end="", no_wrap=True)
+            return plain, []
         keys: list[Attrs] = [cell[1:] for cell in cells]
         if cursor_x is not None and 0 <= cursor_x < width:
             if glyphs[cursor_x] == "" and cursor_x > 0:
@@ -157,12 +161,30 @@ class StyleCache:
         # glyph with combining marks.
         offsets = range(width + 1) if simple else [0, *accumulate(map(len, glyphs))]
         styles = self._styles
-        spans: list[Span] = []
+        runs: list[tuple[int, int, Style]] = []
         for start, stop in pairwise(bounds):
             attrs = keys[start]
             style = styles.get(attrs)
             if style is None:
                 style = self._style(attrs)
-            if style and offsets[start] < offsets[stop]:
-                spans.append(Span(offsets[start], offsets[stop], style))
+            if offsets[start] < offsets[stop]:
+                runs.append((offsets[start], offsets[stop], style))
+        return plain, runs
+
+    def text(self, cells: Sequence[Char], cursor_x: int | None = None) -> Text:
+        """One row as ``Text``: no trailing newline, no wrapping, one span per styled run.
+
+        ``cursor_x`` draws that column reversed.
+        """
+        plain, runs = self._runs(cells, cursor_x)
+        spans = [Span(start, stop, style) for start, stop, style in runs if style]
         return Text(plain, spans=spans, end="", no_wrap=True)
+
+    def segments(self, cells: Sequence[Char], cursor_x: int | None = None) -> list[Segment]:
+        """One row as Rich segments, one per styled run (unstyled runs have no style): what a
+        line-oriented renderer draws without laying out a ``Text``.
+
+        ``cursor_x`` draws that column reversed.
+        """
+        plain, runs = self._runs(cells, cursor_x)
+        return [Segment(plain[start:stop], style or None) for start, stop, style in runs]

@@ -1,0 +1,122 @@
+"""`kyros tui` driven from a real terminal: tmux runs it against a real daemon, keys go in with
+`send-keys`, the screen comes back with `capture-pane`.
+
+The console starts and shows the runs, opens a terminal pane (`ctrl+t`) whose shell echoes what
+is typed, and quits on `ctrl+q` with exit code 0, leaving the terminal as it found it (`stty -a`
+before and after, from the same pane). tmux runs on a private socket with no configuration, so
+nothing of a user's tmux is touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST_QUEUE, Daemon, database, kyros_env, start_daemon, xdg_dirs
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+
+class Tmux:
+    """One tmux server on its own socket, one session in it."""
+
+    def __init__(self, socket: Path, env: dict[str, str]) -> None:
+        self.socket = socket
+        self.env = env
+
+    def __call__(self, *args: str) -> str:
+        out = subprocess.run(
+            ["tmux", "-S", str(self.socket), "-f", "/dev/null", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "kyros")
+
+    def wait_for(self, *needles: str, timeout: float = 30) -> str:
+        """The pane's text once it shows every one of ``needles``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if all(n in text for n in needles):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needles} not on screen after {timeout:.0f}s:\n{text}")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def tmux_daemon() -> Iterator[Daemon]:
+    with xdg_dirs() as env, database("sqlite", env) as url:
+        d = start_daemon(kyros_env(env, KYROS_DATABASE_URL=url, SHELL="/bin/sh", **FAST_QUEUE))
+        try:
+            yield d
+        finally:
+            d.stop()
+
+
+@pytest.fixture
+def tmux(tmux_daemon: Daemon, tmp_path: Path) -> Iterator[Tmux]:
+    env = {**tmux_daemon.env, "LANG": "C.UTF-8", "TERM": "xterm-256color"}
+    env.pop("TMUX", None)  # a test run inside tmux must not talk to the user's server
+    server = Tmux(Path(f"/tmp/kt-{tmp_path.name[-8:]}-{time.monotonic_ns() % 10**6}.sock"), env)
+    try:
+        yield server
+    finally:
+        subprocess.run(
+            ["tmux", "-S", str(server.socket), "kill-server"], env=env, capture_output=True
+        )
+        server.socket.unlink(missing_ok=True)
+
+
+def test_the_console_in_tmux_opens_a_terminal_and_quits_cleanly(
+    tmux_daemon: Daemon, tmux: Tmux, tmp_path: Path
+) -> None:
+    d = tmux_daemon
+    with d.client() as c:
+        run = c.create_run(
+            "plan", {"goal": "seen from tmux", "workspace": str(tmp_path), "model": "demo"}
+        )
+    script = (
+        f"cd {tmp_path}; stty -a > before.txt; "
+        f"{sys.executable} -m kyros tui --daemon unix://{d.socket}; echo $? > exit.txt; "
+        "stty -a > after.txt; echo CONSOLE-DONE; exec sleep 600"
+    )
+    tmux("new-session", "-d", "-s", "kyros", "-x", "140", "-y", "40", "sh", "-c", script)
+    # The console starts and shows the runs (the one just queued among them).
+    tmux.wait_for("connected", "Runs", run["id"], timeout=60)
+    tmux("send-keys", "-t", "kyros", "C-t")  # a new terminal, focused
+    tmux.wait_for("Terminals", "1 open")
+    with d.client() as c:
+        deadline = time.monotonic() + 30
+        while not any(t["viewers"] for t in c.terminals()):  # type once it is attached
+            assert time.monotonic() < deadline, "the terminal pane never attached"
+            time.sleep(0.1)
+    tmux("send-keys", "-t", "kyros", "-l", "echo tmux-$((6*7))")
+    tmux("send-keys", "-t", "kyros", "Enter")
+    screen = tmux.wait_for("tmux-42")
+    assert "Traceback" not in screen
+    tmux("send-keys", "-t", "kyros", "C-q")
+    screen = tmux.wait_for("CONSOLE-DONE")
+    assert "Traceback" not in screen
+    assert (tmp_path / "exit.txt").read_text().strip() == "0"
+    assert (tmp_path / "after.txt").read_text() == (tmp_path / "before.txt").read_text()
+    with d.client() as c:  # the shell runs on in the daemon, no longer watched
+        shells = [t for t in c.terminals() if t["cwd"] == str(tmp_path)]
+        assert shells and all(t["status"] == "running" and t["viewers"] == 0 for t in shells)
+        for t in shells:
+            c.kill_terminal(t["id"])
