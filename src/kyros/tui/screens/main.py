@@ -27,7 +27,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from kyros.errors import DaemonUnreachable, KyrosError
 from kyros.tui.connection import Connection, LinkState, Snapshot
-from kyros.tui.screens.help import HelpScreen
 from kyros.tui.screens.new_run import NewRun, NewRunScreen
 from kyros.tui.screens.prompt import PromptScreen
 from kyros.tui.widgets.agents_list import AgentsList
@@ -325,6 +324,9 @@ class MainScreen(Screen[None]):
         self.connection.poke()
 
     def action_help(self) -> None:
+        # Imported here: its Markdown costs ~50 ms of the console's start-up.
+        from kyros.tui.screens.help import HelpScreen
+
         self.app.push_screen(HelpScreen())
 
     # --- new runs -----------------------------------------------------------------------
