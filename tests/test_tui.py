@@ -50,6 +50,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "greeter"
 SIZE = (150, 42)
+VERDICT = {"score": 91, "verdict": "pass", "summary": "add is fixed", "findings": []}
 
 
 @dataclass
@@ -179,6 +180,28 @@ async def test_plan_run_from_the_palette_succeeds_and_shows_the_plan(
         assert (run["model"], run["goal"]) == ("demo", "add a flag")
         assert run["workspace"] == str(workspace)
         assert events.seqs[-1] == run["last_seq"]
+        # `c` continues the finished run: a new plan run on the same conversation.
+        await pilot.press("c")
+        await until(pilot, lambda: focused_id(app) == "goal", "the continue form")
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        assert str(form.query_one("#form-title", Static).render()) == f"Continue run {run_id}"
+        assert form.query_one("#kind", Select).value == "plan"
+        await pilot.press(*"and a test")
+        form.query_one("#model", Input).value = "demo"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: main.detail.run_id not in (None, run_id), "the next run")
+        next_id = main.detail.run_id
+        assert next_id is not None
+        await until(
+            pilot,
+            lambda: cell(main.runs_table, next_id, "status") == "succeeded",
+            "the continued run to succeed",
+        )
+        with tui_daemon.daemon.client() as c:
+            follow_up = c.run(next_id)
+        assert follow_up["goal"] == "and a test"
+        assert follow_up["thread_id"] == run["thread_id"]  # the same conversation
         assert not errors_shown(app)
         await pilot.press("ctrl+q")
     assert app.return_code == 0
@@ -280,12 +303,35 @@ async def test_approve_and_deny_from_the_approvals_pane(
             "the change in the working tree",
         )
         assert any(m.startswith(f"applied run {run_id}") for m in messages(app))
+        # `k` asks a critic to review the run's change: the form names the run.
+        asked = list(fake_openai.requests)  # the implement run's requests
+        fake_openai.enqueue(Reply(text=json.dumps(VERDICT)))
+        await pilot.press("k")
+        await until(pilot, lambda: focused_id(app) == "goal", "the critic form")
+        form = app.screen
+        assert isinstance(form, NewRunScreen)
+        assert form.query_one("#kind", Select).value == "critic"
+        assert form.query_one("#target", Input).value == run_id
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: main.detail.run_id not in (None, run_id), "the critic run")
+        critic_id = main.detail.run_id
+        assert critic_id is not None
+        await until(
+            pilot,
+            lambda: cell(main.runs_table, critic_id, "status") == "succeeded",
+            "the critic run to succeed",
+            timeout=60,
+        )
         assert not errors_shown(app)
+    with d.client() as c:
+        review = c.run(critic_id)
+    assert review["kind"] == "critic"
+    assert review["output"]["assessment"]["score"] == VERDICT["score"]
     with d.client() as c:
         final = c.run(run_id)
     assert final["status"] == "succeeded"
     assert "+    return a + b" in final["output"]["diff"]
-    told = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "tool"]
+    told = [m for m in asked[-1].body["messages"] if m["role"] == "tool"]
     assert "denied" in told[-1]["content"] and "no" in told[-1]["content"]
 
 

@@ -26,6 +26,8 @@ waiting for you, and the selected run in detail. Runs go on in the daemon when y
 | `d` | deny it, with a reason the model is told |
 | `x` | cancel the run |
 | `p` | apply an implement or pipeline run's change to your working tree |
+| `c` | continue a finished run: a new run on its conversation (the form opens) |
+| `k` | run the critic on an implement or pipeline run's change (the form opens) |
 | `t` | the terminals screen (`esc` comes back to the runs) |
 | `ctrl+t` | a new terminal: a shell on the daemon, in the console's directory |
 | `o` | the selected run's own terminal (where an implement run's commands run) |

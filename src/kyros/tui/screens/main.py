@@ -60,11 +60,13 @@ class MainScreen(Screen[None]):
         Binding("s", "cycle_sort", "Sort"),
         Binding("a", "approve", "Approve"),
         Binding("d", "deny", "Deny"),
-        Binding("x", "cancel_run", "Cancel run"),
+        Binding("x", "cancel_run", "Cancel"),
         Binding("p", "apply", "Apply"),
+        Binding("c", "continue_run", "Continue"),
+        Binding("k", "critic", "Critic"),
         Binding("t", "terminals", "Terminals"),
         Binding("o", "run_terminal", "Run's terminal"),
-        Binding("ctrl+t", "new_terminal", "New terminal"),
+        Binding("ctrl+t", "new_terminal", "New terminal", show=False),  # in help, palette
         Binding("question_mark", "help", "Help"),
         Binding("escape", "leave_filter", "Leave filter", show=False),
         Binding("r", "refresh", "Refresh", show=False),
@@ -336,8 +338,17 @@ class MainScreen(Screen[None]):
         target = detail_run.get("id") if kind in ("critic", "implement") else None
         if kind == "implement" and detail_run.get("kind") != "plan":
             target = None
+        self._new_run_form(kind, target_run=target)
+
+    def _new_run_form(
+        self, kind: str, *, target_run: str | None = None, continue_run: str | None = None
+    ) -> None:
         screen = NewRunScreen(
-            kind, cwd=self.cwd, agents=self.query_one(AgentsList).names, target_run=target
+            kind,
+            cwd=self.cwd,
+            agents=self.query_one(AgentsList).names,
+            target_run=target_run,
+            continue_run=continue_run,
         )
         self.app.push_screen(screen, self._new_run_answered)
 
@@ -381,11 +392,26 @@ class MainScreen(Screen[None]):
         run = self.runs_table.runs.get(run_id)
         return None if run is None else str(run["status"])
 
+    def _run(self, run_id: str) -> dict[str, Any] | None:
+        detail = self.detail
+        if detail.run_id == run_id and detail.run is not None:
+            return detail.run
+        return self.runs_table.runs.get(run_id) or self.approvals.waiting.get(run_id)
+
     def request(self, action: str, run_id: str | None = None) -> None:
-        """Approve, deny, cancel or apply ``run_id`` (the target run by default)."""
+        """Approve, deny, cancel, apply, continue or review ``run_id`` (the target run by
+        default); the last two open the new-run form."""
         run_id = run_id or self.target_run()
         if run_id is None:
             self.notify("select a run first", severity="warning", timeout=3)
+            return
+        if action == "continue":
+            run = self._run(run_id) or {}
+            kind = run.get("kind") if run.get("kind") in ("plan", "implement", "pipeline") else None
+            self._new_run_form(kind or "plan", continue_run=run_id)
+            return
+        if action == "critic":
+            self._new_run_form("critic", target_run=run_id)
             return
         if action in ("approve", "deny") and self._status(run_id) != "needs_approval":
             self.notify(f"run {run_id} is not waiting for approval", severity="warning")
@@ -412,6 +438,12 @@ class MainScreen(Screen[None]):
 
     def action_apply(self) -> None:
         self.request("apply")
+
+    def action_continue_run(self) -> None:
+        self.request("continue")
+
+    def action_critic(self) -> None:
+        self.request("critic")
 
     def on_run_detail_action_requested(self, message: RunDetail.ActionRequested) -> None:
         self.request(message.action, message.run_id)

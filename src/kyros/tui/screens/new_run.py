@@ -1,5 +1,7 @@
 """The new-run form: kind, goal, workspace, agent, model, budget (a modal; ``ctrl+s`` starts).
 
+Opened to continue a run, it starts the new run on that run's conversation (``continue_run``).
+
 It checks what it can without the daemon (a goal, a directory, a number) and returns the body
 of ``POST /v1/runs/{kind}``; the daemon checks the rest and its refusal shows as a toast.
 """
@@ -48,16 +50,19 @@ class NewRunScreen(ModalScreen["NewRun | None"]):
         cwd: Path,
         agents: list[str],
         target_run: str | None = None,
+        continue_run: str | None = None,
     ) -> None:
         super().__init__()
         self._kind = kind if kind in KINDS else "plan"
         self._cwd = cwd
         self._agents = agents
         self._target_run = target_run
+        self._continue_run = continue_run
 
     def compose(self) -> ComposeResult:
         with Vertical(id="form"):
-            yield Static("New run", id="form-title")
+            title = f"Continue run {self._continue_run}" if self._continue_run else "New run"
+            yield Static(title, id="form-title")
             with Grid(id="form-grid"):
                 yield Label("Kind")
                 yield Select(
@@ -113,6 +118,8 @@ class NewRunScreen(ModalScreen["NewRun | None"]):
         self.query_one("#goal", Input).placeholder = (
             "what the change was meant to do (optional)"
             if kind == "critic"
+            else "what to do next"
+            if self._continue_run
             else "what you want done"
         )
 
@@ -167,6 +174,7 @@ class NewRunScreen(ModalScreen["NewRun | None"]):
             "agent": agent if isinstance(agent, str) else None,
             "model": self._value("model") or None,
             "budget": budget,
+            "continue_run": self._continue_run,
         }
         if kind == "implement" and target:
             body["plan_run"] = target

@@ -1,5 +1,7 @@
 """The run detail pane: one run's state and cost, what it waits on, its actions, and tabs for
-its events (live), its result (Markdown), its diff (highlighted) and its review.
+its events (live), its result (Markdown), its diff (highlighted) and its review. The actions
+shown are the ones the run's status allows: approve/deny, cancel, apply, continue (a new run on
+the same conversation) and run the critic (a review of its change).
 
 A thread worker reads the run, then its events after the last sequence number seen, a few
 times a second while the run moves (see :mod:`kyros.tui.connection` for why polls): when the
@@ -37,7 +39,12 @@ ACTIONS = {
     "deny": {"needs_approval"},
     "cancel": {"queued", "running", "needs_approval"},
     "apply": {"succeeded"},
+    # A new run on the same conversation, and a critic's review of the change.
+    "continue": set(TERMINAL_STATUSES),
+    "critic": {"succeeded"},
 }
+#: Kinds whose result is a change (apply it, review it).
+CHANGE_KINDS = ("implement", "pipeline")
 
 
 class RunDetail(Vertical):
@@ -84,6 +91,8 @@ class RunDetail(Vertical):
             yield Button("Deny", id="deny", variant="error", compact=True)
             yield Button("Cancel run", id="cancel", variant="warning", compact=True)
             yield Button("Apply", id="apply", variant="primary", compact=True)
+            yield Button("Continue", id="continue", compact=True)
+            yield Button("Run critic", id="critic", compact=True)
         with TabbedContent(id="detail-tabs", initial="tab-events"):
             with TabPane("Events", id="tab-events"):
                 yield RunEvents(id="events")
@@ -262,6 +271,6 @@ class RunDetail(Vertical):
         status = run["status"] if run else None
         for action, statuses in ACTIONS.items():
             allowed = status in statuses
-            if action == "apply" and run is not None:
-                allowed = allowed and run["kind"] in ("implement", "pipeline")
+            if action in ("apply", "critic") and run is not None:
+                allowed = allowed and run["kind"] in CHANGE_KINDS
             self.query_one(f"#{action}", Button).display = allowed
