@@ -17,7 +17,7 @@ from kyros.core.ai.catalogue import Catalogue
 from kyros.core.ai.router import Router
 from kyros.core.store import usage as usage_repo
 from kyros.errors import ModelNotConfigured, NotFound
-from kyros.settings import ModelSpec, RoleSpec, Settings
+from kyros.settings.model import ModelSpec, RoleSpec, Settings
 from tests.conftest import BACKENDS, FAST_QUEUE, Daemon, database, kyros_env, start_daemon, xdg_dirs
 from tests.support.fake_openai import FakeOpenAI, Reply
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,43 @@ def test_terminal_settings_refuse_credentials_and_bad_keys(xdg: dict[str, str]) 
     assert settings.detach_key_byte("^]") == b"\x1d"
     with pytest.raises(UsageError, match="detach_key"):
         settings.load(env={**xdg, "KYROS_DETACH_KEY": "ctrl-12"})
+
+
+def test_clients_read_their_settings_checked_without_the_schema(xdg: dict[str, str]) -> None:
+    env = {**xdg, "KYROS_DAEMON": "unix:///tmp/k.sock", "KYROS_RECONNECT_SECONDS": "5"}
+    loaded = settings.load(env={**env, "KYROS_WORKERS": "many"}, check=False)
+    # A bad setting a client does not read does not stop it …
+    assert loaded.daemon == "unix:///tmp/k.sock"
+    assert loaded.source_of("daemon") == "env KYROS_DAEMON"
+    assert (loaded.reconnect_seconds, loaded.detach_key, loaded.token) == (5.0, "ctrl-\\", None)
+    # … and the whole is still checked when read, naming the bad value's source.
+    with pytest.raises(UsageError, match=r"workers.*KYROS_WORKERS"):
+        loaded.settings
+    # The settings a client reads are checked on their own, with their source.
+    for name, value, problem in [
+        ("KYROS_DETACH_KEY", "ctrl-12", "detach_key.*KYROS_DETACH_KEY.*not a key"),
+        ("KYROS_RECONNECT_SECONDS", "soon", "reconnect_seconds.*KYROS_RECONNECT_SECONDS"),
+        ("KYROS_RECONNECT_SECONDS", "-1", "reconnect_seconds.*between 0 and 3600"),
+    ]:
+        bad = settings.load(env={**xdg, name: value}, check=False)
+        with pytest.raises(UsageError, match=problem):
+            bad.detach_key if "DETACH" in name else bad.reconnect_seconds
+    # Once checked whole, the same values come from the schema.
+    whole = settings.load(env=env)
+    assert (whole.daemon, whole.reconnect_seconds) == ("unix:///tmp/k.sock", 5.0)
+
+
+def test_the_console_and_client_commands_never_build_the_settings_schema() -> None:
+    """pydantic (the schema and the wire models) costs ~100 ms of a client's start-up."""
+    code = (
+        "import sys; import kyros.cli.main, kyros.tui.app, kyros.client; "
+        "from kyros.cli.state import settings; s = settings(); "
+        "s.daemon, s.token, s.detach_key, s.reconnect_seconds; "
+        "print(sorted(m for m in ('pydantic', 'kyros.protocol', 'kyros.settings.model') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_secrets_are_redacted(xdg: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Input, Select, Static, TabbedContent
 
 from kyros.errors import Conflict
@@ -120,6 +121,11 @@ def focused_id(app: KyrosApp) -> str | None:
     return app.focused.id if app.focused is not None else None
 
 
+def event_lines(detail: Widget) -> list[str]:
+    """The detail pane's event log (empty until its tabs are built, a frame after it opens)."""
+    return [line for events in detail.query(RunEvents) for line in events.lines]
+
+
 def messages(app: KyrosApp) -> list[str]:
     """Every toast shown, as ``title: message`` when it has a title."""
     return [f"{n.title}: {n.message}" if n.title else n.message for n in app._notifications]
@@ -159,13 +165,12 @@ async def test_plan_run_from_the_palette_succeeds_and_shows_the_plan(
         assert cell(main.runs_table, run_id, "goal") == "add a flag"
         assert cell(main.runs_table, run_id, "kind") == "plan"
         detail = main.detail
-        result = detail.query_one("#output")
         await until(
             pilot,
             lambda: (
                 detail.run is not None
                 and detail.run["status"] == "succeeded"
-                and "## Steps" in (getattr(result, "source", "") or "")
+                and "## Steps" in "".join(getattr(m, "source", "") for m in detail.query("#output"))
             ),
             "the plan in the run detail",
         )
@@ -471,15 +476,15 @@ async def test_the_console_survives_a_daemon_restart(
         bar = main.query_one(ConnectionBar)
         await until(pilot, lambda: run_id in main.approvals.waiting, "the waiting run", 60)
         main.runs_table.select_run(run_id)
-        events = main.detail.query_one(RunEvents)
         await until(
             pilot,
             lambda: (
                 main.detail.run_id == run_id
-                and "waiting for approval: apply_patch (write)" in events.lines
+                and "waiting for approval: apply_patch (write)" in event_lines(main.detail)
             ),
             "the waiting run's events in the detail",
         )
+        events = main.detail.query_one(RunEvents)  # built: it shows events
         seen_before = len(events.seqs)
 
         await asyncio.to_thread(d.stop)

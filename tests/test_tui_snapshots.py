@@ -359,7 +359,8 @@ async def _loaded(pilot: Pilot[Any], run_id: str | None = None) -> None:
         lambda: (
             main.detail.run is not None
             and main.detail.run["id"] == want
-            and len(main.detail.query_one(RunEvents).seqs) == len(events)
+            # The tabs are built a frame after the pane: query them each time.
+            and [len(e.seqs) for e in main.detail.query(RunEvents)] == [len(events)]
         ),
         f"run {want} in the detail pane",
     )

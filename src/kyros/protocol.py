@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+# They live apart so that clients which only ask "has the run ended?" need no pydantic.
+from kyros.statuses import JobStatus, RunKind, RunStatus
+
 #: The longest goal a run accepts. Goals are instructions, not documents; 64 KiB is ~16k tokens.
 MAX_GOAL_CHARS = 64 * 1024
 MAX_PATH_CHARS = 4096
@@ -36,48 +39,6 @@ Name = Annotated[CleanStr, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class RunKind(StrEnum):
-    PLAN = "plan"
-    IMPLEMENT = "implement"
-    CRITIC = "critic"
-    PIPELINE = "pipeline"
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    NEEDS_APPROVAL = "needs_approval"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    ESCALATED = "escalated"
-    #: Stopped before a model call whose worst case would pass a spending cap.
-    BUDGET_EXHAUSTED = "budget_exhausted"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (
-            RunStatus.SUCCEEDED,
-            RunStatus.FAILED,
-            RunStatus.CANCELLED,
-            RunStatus.BUDGET_EXHAUSTED,
-        )
-
-
-#: Statuses a run never leaves, and the event type that announces each; nothing follows it.
-TERMINAL_STATUSES = frozenset(s.value for s in RunStatus if s.terminal)
-FINAL_EVENT_TYPES = frozenset(f"run.{status}" for status in TERMINAL_STATUSES)
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
 
 
 # --- plans -------------------------------------------------------------------------------------

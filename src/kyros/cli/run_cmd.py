@@ -117,9 +117,7 @@ def _start(
             )
         return
     try:
-        final = follow(
-            c, run, jsonl=jsonl, quiet=json_out, reconnect=loaded.settings.reconnect_seconds
-        )
+        final = follow(c, run, jsonl=jsonl, quiet=json_out, reconnect=loaded.reconnect_seconds)
     except KeyboardInterrupt:
         sys.stderr.write(
             f"\nkyros: detached; run {run['id']} goes on in the daemon. "

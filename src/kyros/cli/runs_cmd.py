@@ -64,7 +64,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
         print_json(run)
         return
     from kyros.cli.follow import show_result
-    from kyros.protocol import TERMINAL_STATUSES
+    from kyros.statuses import TERMINAL_STATUSES
 
     typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     typer.echo(f"goal: {run['goal']}")
@@ -124,9 +124,7 @@ def events(
     """The run's event log from the start (or --after N), then live until it ends."""
     loaded = settings()
     c = client(loaded)
-    stream = c.events(
-        run_id, after=after, follow=follow, reconnect_for=loaded.settings.reconnect_seconds
-    )
+    stream = c.events(run_id, after=after, follow=follow, reconnect_for=loaded.reconnect_seconds)
     if json_out:
         print_json(list(stream))
         return

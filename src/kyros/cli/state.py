@@ -48,7 +48,8 @@ GLOBALS = Globals()
 def settings(overrides: dict[str, Any] | None = None, workspace: Path | None = None) -> Loaded:
     from kyros import settings as settings_mod
 
-    return settings_mod.load(overrides, workspace=workspace)
+    # Checked whole only where a command reads them all (see kyros.settings).
+    return settings_mod.load(overrides, workspace=workspace, check=False)
 
 
 def client(

@@ -105,7 +105,7 @@ def ls(json_out: JsonOpt = False) -> None:
 def _detach_key(value: str | None) -> bytes:
     """The byte of ``--detach-key``, or of the ``detach_key`` setting when it is not given."""
     if value is None:
-        return detach_key_byte(settings().settings.detach_key)  # checked when loaded
+        return detach_key_byte(settings().detach_key)  # checked when loaded
     try:
         return detach_key_byte(value)
     except ValueError as exc:

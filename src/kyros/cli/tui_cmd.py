@@ -34,7 +34,7 @@ def tui(
     `?` in the console lists the keys, ctrl+p the commands.
     """
     from kyros.cli.state import GLOBALS, settings
-    from kyros.tui.app import run  # textual: ~0.2 s, paid only here
+    from kyros.tui.launch import run  # textual: ~0.2 s, paid only here
 
     code = run(settings(), daemon or GLOBALS.daemon, GLOBALS.token)
     if code:

@@ -45,9 +45,9 @@ def resolve_target(
     credentials."""
     url, source = daemon, "--daemon"
     if not url:
-        url = loaded.settings.daemon
-        source = loaded.sources.get("daemon", "config")
-    token = token or loaded.settings.token or tokens.read_local_token(loaded.paths)
+        url = loaded.daemon
+        source = loaded.source_of("daemon")
+    token = token or loaded.token or tokens.read_local_token(loaded.paths)
     if not url:
         return DaemonTarget(
             base_url="http://kyros", uds=str(loaded.paths.socket), local=True, source="local socket"

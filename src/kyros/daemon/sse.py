@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from kyros.core.app import Core
-from kyros.protocol import FINAL_EVENT_TYPES, TERMINAL_STATUSES
+from kyros.statuses import FINAL_EVENT_TYPES, TERMINAL_STATUSES
 
 KEEPALIVE_SECONDS = 15.0
 WAKE_SECONDS = 1.0

@@ -12,7 +12,7 @@ from textual.binding import Binding
 
 from kyros.settings import Loaded, detach_key_byte
 from kyros.tui.commands import KyrosCommands
-from kyros.tui.connection import Connection, open_connection
+from kyros.tui.connection import Connection
 from kyros.tui.screens.main import MainScreen
 from kyros.tui.terminal_keys import LEAVE_BINDING, LEAVE_KEY, key_name
 
@@ -50,13 +50,11 @@ class KyrosApp(App[int]):
         return self._main
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action != "command_palette" or self.focused is None:
-            return True
-        # Deferred with the terminals screen (see MainScreen._terminals); loaded by then.
-        from kyros.tui.widgets.terminal_view import TerminalView
-
-        # While a terminal has the focus, ctrl+p is its program's (shell history, vim).
-        return not isinstance(self.focused, TerminalView)
+        # While a terminal has the focus, ctrl+p is its program's (shell history, vim). Asked
+        # of the widget, not by class: importing the terminal view here would load the
+        # emulator at start-up, which the terminals screen defers.
+        takes_every_key = getattr(self.focused, "takes_every_key", False)
+        return not (action == "command_palette" and takes_every_key)
 
     async def action_quit(self) -> None:
         self.connection.close()  # the workers' loops end now, not at their next poll
@@ -86,12 +84,11 @@ def create_app(
     )
 
 
-def run(loaded: Loaded, daemon: str | None = None, token: str | None = None) -> int:
-    """`kyros tui`: connect (starting a local daemon if none answers) before the screen
-    opens, so a failure is a plain message; then run the console. Returns the exit code."""
-    connection = open_connection(loaded, daemon, token)
+def run_connected(connection: Connection, loaded: Loaded) -> int:
+    """Run the console on an open ``connection`` (see :mod:`kyros.tui.launch`, which opens it
+    while this module loads); returns the exit code."""
     # The key that detaches `kyros term attach` leaves a terminal pane (checked when loaded).
-    leave = key_name(detach_key_byte(loaded.settings.detach_key))
+    leave = key_name(detach_key_byte(loaded.detach_key))
     app = create_app(connection, leave_key=leave)
     try:
         app.run()

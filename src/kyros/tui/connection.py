@@ -194,6 +194,16 @@ class Connection:
             self._first = future
         threading.Thread(target=read, name="first snapshot", daemon=True).start()
 
+    def first_snapshot(self) -> Snapshot | None:
+        """The read-ahead snapshot (:meth:`prefetch`), taken, if it has arrived whole; else
+        None (the first poll waits for it or reads again)."""
+        with self._lock:
+            first = self._first
+            if first is None or not first.done() or first.exception() is not None:
+                return None
+            self._first = None
+        return first.result()
+
     def snapshot(self, *, full: bool = True) -> Snapshot:
         """The newest runs (:data:`RUNS_WINDOW` when ``full``, else :data:`RECENT_WINDOW`),
         every running and waiting run, and the agents."""

@@ -22,7 +22,8 @@ from kyros.core.ai.models import (
     resolve_model,
 )
 from kyros.errors import KyrosError, ModelNotConfigured
-from kyros.settings import ROLES, ModelSpec, Settings
+from kyros.settings import ROLES
+from kyros.settings.model import ModelSpec, Settings
 
 #: Which role a run kind's own calls play (a pipeline's children have their own kinds).
 ROLE_OF_KIND = {"plan": "plan", "implement": "implement", "critic": "critic", "pipeline": "plan"}

@@ -21,7 +21,7 @@ from kyros.core.runs.spending import RunSpender, caps_for
 from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import agents as agents_repo
 from kyros.errors import KyrosError
-from kyros.protocol import TERMINAL_STATUSES
+from kyros.statuses import TERMINAL_STATUSES
 
 log = logging.getLogger("kyros.runs")
 

@@ -16,7 +16,7 @@ from kyros.core.runs.executor import RunExecutor
 from kyros.core.store import events as events_repo
 from kyros.core.store import quality as quality_repo
 from kyros.core.store.bridge import Conn
-from kyros.protocol import TERMINAL_STATUSES
+from kyros.statuses import TERMINAL_STATUSES
 
 STAGES = ("plan", "implement", "critic")
 

@@ -33,8 +33,8 @@ from kyros.core.store.schema import utcnow
 from kyros.core.workspace.applydiff import apply_to_source
 from kyros.core.workspace.sandbox import Sandbox
 from kyros.errors import Conflict, InvalidInput, NotFound
-from kyros.protocol import TERMINAL_STATUSES
 from kyros.redaction import Redactor
+from kyros.statuses import TERMINAL_STATUSES
 
 KINDS = frozenset({"plan", "implement", "critic", "pipeline"})
 #: Parameters each kind accepts (``continue_run`` and ``budget`` are accepted by all).

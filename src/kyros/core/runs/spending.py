@@ -22,7 +22,7 @@ from kyros.core.store.engine import Store
 from kyros.core.store.ledger import Cap, Refusal
 from kyros.core.store.schema import utcnow
 from kyros.redaction import Redactor
-from kyros.settings import Settings
+from kyros.settings.model import Settings
 
 
 def caps_for(run: dict[str, Any], settings: Settings, agent_limits: dict[str, Any]) -> list[Cap]:

@@ -13,8 +13,8 @@ from kyros.protocol import (
     ConfigView,
     Job,
     JobList,
-    JobStatus,
 )
+from kyros.statuses import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["daemon"])
 

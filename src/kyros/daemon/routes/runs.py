@@ -16,11 +16,10 @@ from kyros.protocol import (
     Approval,
     Run,
     RunCreate,
-    RunKind,
     RunList,
     RunReview,
-    RunStatus,
 )
+from kyros.statuses import RunKind, RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 

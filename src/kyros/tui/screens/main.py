@@ -22,7 +22,7 @@ from textual.events import DescendantFocus
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from kyros.errors import DaemonUnreachable, KyrosError
@@ -32,6 +32,7 @@ from kyros.tui.screens.prompt import PromptScreen
 from kyros.tui.widgets.agents_list import AgentsList
 from kyros.tui.widgets.approvals import Approvals
 from kyros.tui.widgets.connection_bar import ConnectionBar
+from kyros.tui.widgets.footer import KeyBar
 from kyros.tui.widgets.run_detail import RunDetail
 from kyros.tui.widgets.runs_table import RunsTable
 
@@ -54,6 +55,9 @@ FILTER_DELAY = 0.15
 class MainScreen(Screen[None]):
     """Runs (filter, sort), agents, approvals, run detail; the keys are in the footer."""
 
+    #: The runs table has the keys first (focused as the screen opens, not after: a second
+    #: focus change would rebuild the footer again).
+    AUTO_FOCUS = "#runs"
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("slash", "focus_filter", "Filter"),
@@ -139,7 +143,7 @@ class MainScreen(Screen[None]):
                     )
                     yield RunsTable(clock=self.clock, id="runs")
                 yield RunDetail(self.connection, id="detail")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#agents").border_title = "Agents"
@@ -147,8 +151,10 @@ class MainScreen(Screen[None]):
         self.query_one("#detail").border_title = "Run"
         self._title_runs()
         self.connection.listener = self._link_changed
-        self.query_one(RunsTable).focus()
-        self._poll()
+        first = self.connection.first_snapshot()
+        if first is not None:  # read while the console loaded: the first frame shows the runs
+            self.on_main_screen_polled(self.Polled(first))
+        self._poll(read_now=first is None)
 
     # --- panes --------------------------------------------------------------------------
 
@@ -180,10 +186,14 @@ class MainScreen(Screen[None]):
         self.post_message(self.LinkChanged(state, detail))
 
     @work(thread=True, exclusive=True, group="poll", name="poll daemon", exit_on_error=False)
-    def _poll(self) -> None:
+    def _poll(self, read_now: bool = True) -> None:
         worker = get_current_worker()
         conn = self.connection
         tick, source = 0, conn.label
+        if not read_now:  # a full snapshot was just applied
+            tick = 1
+            if conn.nap(self.poll_seconds):
+                return
         while not (worker.is_cancelled or conn.stopping):
             if conn.label != source:  # switched daemons: read everything
                 tick, source = 0, conn.label

@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane, Tabs
+from textual.widgets import Static, TabbedContent, TabPane, Tabs
 
 from kyros.errors import KyrosError
 from kyros.tui.connection import Connection
@@ -26,6 +26,7 @@ from kyros.tui.screens.confirm import ConfirmScreen
 from kyros.tui.screens.help import HelpScreen
 from kyros.tui.screens.terminal_picker import TerminalPicker
 from kyros.tui.terminal_keys import LEAVE_KEY
+from kyros.tui.widgets.footer import KeyBar
 from kyros.tui.widgets.terminal_view import TerminalView, exit_note
 
 #: The name the screen is installed under.
@@ -90,7 +91,7 @@ class TerminalsScreen(Screen[None]):
         yield Static("Terminals", id="terms-head")
         yield TabbedContent(id="terminal-tabs")
         yield Static(EMPTY, id="terms-empty")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self._update_head()

@@ -67,6 +67,8 @@ class TerminalView(Widget, can_focus=True):
     """One attached daemon terminal (``terminal_id`` on the daemon at ``target``)."""
 
     BINDINGS = [Binding(LEAVE_KEY, "leave", "Leave terminal", id=LEAVE_BINDING)]
+    #: Keys the app would take (ctrl+p) go to the program instead (see KyrosApp.check_action).
+    takes_every_key = True
 
     DEFAULT_CSS = """
     TerminalView {

@@ -1,59 +1,26 @@
-"""kyros's one typed settings object, and where each value came from.
+"""The settings schema (pydantic): every setting's type, bounds, default and help, and the
+validation of what :func:`kyros.settings.load` gathered.
 
-Precedence, highest first: command-line flags > ``KYROS_*`` environment variables > the project's
-``.kyros.toml`` (searched upward from the workspace; inert until the project is trusted) > the
-user's ``config.toml`` > defaults. :func:`load` is the only reader of ``os.environ`` for settings.
+Imported only when the whole settings are needed (the daemon, `kyros config show`): building
+these models costs a client ~100 ms of its start-up, and a client needs four settings.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kyros import paths as paths_mod
 from kyros.errors import UsageError
-
-#: Keys a repository's own `.kyros.toml` may never set, even once trusted: where requests go and
-#: which credentials they carry are the user's decision (RELIABILITY S10).
-REPO_FORBIDDEN = frozenset(
-    {
-        "api_base",
-        "database_url",
-        "redis_url",
-        "daemon",
-        "token",
-        "plugins",
-        # The catalogue names servers and keys; budgets are the user's money.
-        "models",
-        "roles",
-        "budget_run",
-        "budget_agent",
-        "budget_project",
-        "budget_day",
-        # A repository must not choose what of the user's environment its terminals see.
-        "terminal_env",
-    }
+from kyros.settings.checks import (
+    DEFAULT_DETACH_KEY,
+    DEFAULT_RECONNECT_SECONDS,
+    MAX_RECONNECT_SECONDS,
+    ROLES,
+    check_terminal_env,
+    detach_key_byte,
 )
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: Variable names that carry credentials; ``terminal_env`` refuses them.
-_SECRET_ENV = re.compile(
-    r"^KYROS_|KEY|TOKEN|SECRET|PASSW|CREDENTIAL|^AWS_|^SSH_AUTH|^LD_|^PYTHON", re.IGNORECASE
-)
-
-#: Keys whose values are secrets: printed as "***" everywhere.
-SECRET_KEYS = frozenset({"token"})
-
-
-ROLES = ("plan", "implement", "critic", "summarize")
 
 
 class ModelSpec(BaseModel):
@@ -184,9 +151,9 @@ class Settings(BaseModel):
     )
     retry_max_seconds: float = Field(default=300.0, ge=0, description="Ceiling of a retry delay.")
     reconnect_seconds: float = Field(
-        default=30.0,
+        default=DEFAULT_RECONNECT_SECONDS,
         ge=0,
-        le=3600,
+        le=MAX_RECONNECT_SECONDS,
         description="How long a client keeps resuming a lost event stream before giving up.",
     )
     terminal_scrollback: int = Field(
@@ -201,7 +168,7 @@ class Settings(BaseModel):
         "(names; keys, tokens and KYROS_* are refused).",
     )
     detach_key: str = Field(
-        default="ctrl-\\",
+        default=DEFAULT_DETACH_KEY,
         description="Key that detaches `kyros term attach`: ctrl-LETTER, ctrl-\\, ctrl-] ….",
     )
     log_level: str = Field(default="INFO", description="Daemon log level.")
@@ -221,14 +188,7 @@ class Settings(BaseModel):
     @field_validator("terminal_env")
     @classmethod
     def _no_secrets_in_terminals(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-            if _SECRET_ENV.search(name):
-                raise ValueError(
-                    f"{name} looks like a credential: terminals never inherit keys or tokens"
-                )
-        return names
+        return check_terminal_env(names)
 
     @field_validator("roles")
     @classmethod
@@ -239,79 +199,29 @@ class Settings(BaseModel):
         return roles
 
 
-@dataclass(frozen=True)
-class Loaded:
-    """Settings together with the source of each value (``default``, ``user config`` …)."""
-
-    settings: Settings
-    sources: dict[str, str] = field(default_factory=dict)
-    paths: paths_mod.Paths = field(default_factory=paths_mod.resolve)
-    #: Provider credentials from the environment (``*_API_KEY``); never printed or logged.
-    provider_keys: dict[str, str] = field(default_factory=dict, repr=False)
-    #: The environment switches of the OS keyring lookup (``CI``, ``KYROS_KEYRING``).
-    keyring_env: dict[str, str] = field(default_factory=dict)
-
-    def entries(self) -> list[dict[str, Any]]:
-        """Every setting with its source, secrets redacted: what `kyros config show` prints."""
-        out = []
-        for key in Settings.model_fields:
-            value = getattr(self.settings, key)
-            out.append(
-                {
-                    "key": key,
-                    "value": redact(key, value),
-                    "source": self.sources.get(key, "default"),
-                    "secret": key in SECRET_KEYS,
-                }
-            )
-        return out
-
-    @property
-    def database_url(self) -> str:
-        """The store URL, defaulting to SQLite in the data dir."""
-        return self.settings.database_url or f"sqlite+aiosqlite:///{self.paths.database}"
-
-
-def redact(key: str, value: Any) -> Any:
-    """Hide secrets: whole values for secret keys, passwords inside URLs."""
-    if value is None:
-        return None
-    if key in SECRET_KEYS:
-        return "***"
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    if isinstance(value, dict):
-        return {k: redact(str(k), v) for k, v in value.items()}
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
-    return value
-
-
-def redact_url(url: str) -> str:
-    """``postgresql://u:pw@h/db`` → ``postgresql://u:***@h/db``."""
+def validate(raw: dict[str, Any], raw_sources: dict[str, str]) -> tuple[Settings, dict[str, str]]:
+    """The :class:`Settings` of the values gathered from files, the environment and flags, and
+    the source of each; keys that are not settings are ignored. Raises ``UsageError`` naming
+    each bad value's source."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in Settings.model_fields:
+            continue
+        source = raw_sources[key]
+        if source.startswith("env ") and isinstance(value, str):
+            value = _coerce_env(key, value)
+        values[key], sources[key] = value, source
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def detach_key_byte(value: str) -> bytes:
-    """The byte a detach key sends: ``ctrl-\\``, ``ctrl-b``, ``^]`` … or one character.
-
-    Raises ``ValueError`` for anything else.
-    """
-    text = value.strip().lower()
-    if text.startswith(("ctrl-", "c-", "^")):
-        char = text.split("-", 1)[-1] if "-" in text else text[1:]
-        if len(char) == 1 and 0x40 <= ord(char.upper()) <= 0x5F:
-            return bytes([ord(char.upper()) & 0x1F])
-    if len(value) == 1:
-        return value.encode()
-    raise ValueError(f"{value!r} is not a key: use ctrl-X (for example ctrl-\\ or ctrl-b)")
+        settings = Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])} ({sources.get(str(err['loc'][0]), '?')}): "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        raise UsageError(f"invalid settings: {problems}") from None
+    return settings, sources
 
 
 def _coerce_env(key: str, raw: str) -> Any:
@@ -324,79 +234,3 @@ def _coerce_env(key: str, raw: str) -> Any:
         except json.JSONDecodeError as exc:
             raise UsageError(f"KYROS_{key.upper()} is not valid JSON: {exc}") from None
     return raw
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    section = data.get("kyros", data)
-    return dict(section) if isinstance(section, dict) else {}
-
-
-def find_project_config(start: Path) -> Path | None:
-    """The nearest ``.kyros.toml`` at or above ``start``."""
-    start = start.resolve()
-    for directory in (start, *start.parents):
-        candidate = directory / ".kyros.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load(
-    overrides: dict[str, Any] | None = None,
-    *,
-    env: dict[str, str] | None = None,
-    workspace: Path | None = None,
-) -> Loaded:
-    """Build the effective settings. ``overrides`` are flags (``None`` values are ignored)."""
-    env = dict(os.environ if env is None else env)
-    paths = paths_mod.resolve(env)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-
-    user = _read_toml(paths.config_file)
-    for key, value in user.items():
-        if key in Settings.model_fields:
-            values[key], sources[key] = value, f"user config ({paths.config_file})"
-
-    if workspace is not None:
-        project_file = find_project_config(workspace)
-        trusted = {str(Path(p).resolve()) for p in values.get("trusted_projects", [])}
-        if project_file is not None and str(project_file.parent) in trusted:
-            for key, value in _read_toml(project_file).items():
-                if key in Settings.model_fields and key not in REPO_FORBIDDEN:
-                    values[key], sources[key] = value, f"project config ({project_file})"
-
-    for key in Settings.model_fields:
-        raw = env.get(f"KYROS_{key.upper()}")
-        if raw is not None and raw != "":
-            values[key], sources[key] = _coerce_env(key, raw), f"env KYROS_{key.upper()}"
-
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key], sources[key] = value, "flag"
-
-    try:
-        settings = Settings(**values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} ({sources.get(str(err['loc'][0]), '?')}): "
-            f"{err['msg']}"
-            for err in exc.errors()
-        )
-        raise UsageError(f"invalid settings: {problems}") from None
-    provider_keys = {k: v for k, v in env.items() if k.endswith("_API_KEY") and v}
-    keyring_env = {k: env[k] for k in ("CI", "KYROS_KEYRING") if env.get(k)}
-    return Loaded(
-        settings=settings,
-        sources=sources,
-        paths=paths,
-        provider_keys=provider_keys,
-        keyring_env=keyring_env,
-    )

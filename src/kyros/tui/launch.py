@@ -1,0 +1,27 @@
+"""`kyros tui`'s start: the link to the daemon opens while the console's code loads.
+
+Loading Textual and the screens takes ~0.3 s of CPU; connecting, and reading the first runs,
+is mostly waiting on the daemon (another process). Done in this order, in two threads, the
+console's first frame can already show the runs. Nothing here imports Textual before the
+connection is under way.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from kyros.settings import Loaded
+from kyros.tui.connection import open_connection
+
+
+def run(loaded: Loaded, daemon: str | None = None, token: str | None = None) -> int:
+    """Connect (starting a local daemon if none answers) while the console loads, then run it.
+
+    A failure to connect raises :class:`~kyros.errors.KyrosError` before any screen exists,
+    so it is a plain message. Returns the exit code."""
+    with ThreadPoolExecutor(1, thread_name_prefix="connect") as pool:
+        opening = pool.submit(open_connection, loaded, daemon, token)
+        from kyros.tui.app import run_connected  # Textual: ~0.2 s, loaded meanwhile
+
+        connection = opening.result()
+    return run_connected(connection, loaded)
