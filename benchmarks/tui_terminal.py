@@ -13,7 +13,10 @@ output to that pty carries the status line with the new count: the key went thro
 input parser, the pane, the WebSocket, the daemon and the pty to the program, and the answer all
 the way back through the emulator and a repaint. :data:`KEYS` keystrokes, :data:`GAP` apart
 (random, so they do not fall in step with the 60 Hz repaints). Anchor: the same with the
-program writing nothing but the status line. Target: p99 ≤ 50 ms under the flood.
+program writing nothing but the status line. The two alternate :data:`ROUNDS` times and the
+percentiles are over every keystroke of a kind (a p99 of one round is its second-worst sample,
+which the machine's other work moves by tens of milliseconds). Target: p99 ≤ 50 ms under the
+flood.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from benchmarks.common import (
 )
 
 ROWS, COLS = 40, 140
-KEYS = 200
+KEYS = 150
+ROUNDS = 3
 #: Seconds between keystrokes, drawn uniformly.
 GAP = (0.02, 0.06)
 #: Flooding before the first keystroke is timed.
@@ -190,8 +194,11 @@ def run() -> list[Result]:
                 if console.wait_for(b"1 open", 30) is None:
                     raise RuntimeError("the console never opened a terminal")
                 console.drain(1.0)  # the shell's prompt
-                quiet = _latencies(console, program, flood=False, rng=rng)
-                flooded = _latencies(console, program, flood=True, rng=rng)
+                quiet: list[float] = []
+                flooded: list[float] = []
+                for _ in range(ROUNDS):
+                    quiet += _latencies(console, program, flood=False, rng=rng)
+                    flooded += _latencies(console, program, flood=True, rng=rng)
             finally:
                 console.close()
             load = os.getloadavg()[0]
@@ -204,7 +211,7 @@ def run() -> list[Result]:
         f"quiet p50 {q50:.1f} / p99 {q99:.1f} ms; load average {load:.1f}"
     )
     note = (
-        f"{KEYS} keys, {ROWS}x{COLS} console in a pty, `python -m kyros tui`; "
+        f"{ROUNDS}x{KEYS} keys, {ROWS}x{COLS} console in a pty, `python -m kyros tui`; "
         f"load average {load:.1f} on {os.cpu_count()} CPUs"
     )
     return [

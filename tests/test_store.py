@@ -198,6 +198,35 @@ async def test_a_failed_transaction_leaves_no_event(store: Store) -> None:
     assert event["seq"] == 1
 
 
+async def test_prepared_and_sqlalchemy_statements_share_one_transaction(store: Store) -> None:
+    """A ledger row (a prepared statement on SQLite) and a statement through SQLAlchemy commit
+    or roll back together, in either order, and a rolled-back write leaves the next one a
+    working connection."""
+    from sqlalchemy import select
+
+    from kyros.core.store import ledger
+    from kyros.core.store.schema import usage
+
+    run_id = await _run(store)
+    row = {"run_id": run_id, "model": "m", **ledger.attempt_values(None, "ok", None)}
+    with pytest.raises(RuntimeError):
+        async with store.write() as conn:
+            await ledger.record(conn, **row)
+            await runs_repo.add_usage_totals(conn, run_id, 10, 1, 1.0)
+            raise RuntimeError("boom")
+    async with store.write() as conn:
+        await runs_repo.add_usage_totals(conn, run_id, 5, 1, 0.5)
+        await ledger.record(conn, **row)
+    async with store.write() as conn:
+        await ledger.record(conn, **row)
+        await ledger.add_run_totals(conn, run_id, 2, 1, 0.25)
+    async with store.read() as conn:
+        run = await runs_repo.get(conn, run_id)
+        rows = (await conn.execute(select(usage.c.id).where(usage.c.run_id == run_id))).all()
+    assert run is not None and (run["tokens_in"], run["cost"]) == (7, 0.75)
+    assert len(rows) == 2
+
+
 async def test_unreachable_database_is_a_clear_error() -> None:
     store = Store("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     try:

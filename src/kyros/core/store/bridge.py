@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,19 +79,47 @@ def _run_pooled(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A SELECT compiled once for one engine: its SQL, the order of its parameters and their
-    bind conversions, its result keys, and the result conversions a ``Result`` would apply."""
+    """A statement compiled once for one engine: its SQL, its parameters in order with their
+    defaults and bind conversions, its result keys, and the result conversions a ``Result``
+    would apply."""
 
     compiled: Any
-    names: tuple[str, ...]
-    binds: tuple[Callable[[Any], Any] | None, ...]
+    #: The parameters' values in the statement's order, from a dict.
+    pick: Callable[[dict[str, Any]], tuple[Any, ...]]
+    #: Values of the parameters that have one in the statement (``values(reserved=0.0)``).
+    defaults: dict[str, Any]
+    #: (position, conversion) of the parameters whose type converts them.
+    converts: tuple[tuple[int, Callable[[Any], Any]], ...]
     keys: tuple[str, ...]
     results: tuple[Callable[[Any], Any] | None, ...]
+
+    def args(self, parameters: dict[str, Any]) -> list[Any]:
+        """``parameters`` as the driver takes them: in order, defaults filled in, converted
+        (what ``construct_params`` and the bind processors give, without their per-call
+        bookkeeping)."""
+        try:
+            args = list(self.pick({**self.defaults, **parameters} if self.defaults else parameters))
+        except KeyError:
+            self.compiled.construct_params(parameters)  # raises SQLAlchemy's error for it
+            raise
+        for position, convert in self.converts:
+            args[position] = convert(args[position])
+        return args
+
+
+def _picker(names: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function giving the values of ``names`` from a dict, as a tuple."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda parameters: (parameters[name],)
+    if not names:
+        return lambda parameters: ()
+    return operator.itemgetter(*names)
 
 
 def _prepare(engine: Engine, statement: Select[Any]) -> _Prepared | None:
     """``statement`` compiled for ``engine``, or None if it needs SQLAlchemy's execution path
-    (expanding or literal parameters, a paramstyle other than qmark)."""
+    (expanding, literal or computed parameters, a paramstyle other than qmark)."""
     return _prepare_for(engine.dialect, statement)
 
 
@@ -100,16 +129,19 @@ def _prepare_for(dialect: Any, statement: Any) -> _Prepared | None:
     if (
         dialect.paramstyle != "qmark"
         or compiled.positiontup is None
-        or any(b.expanding or b.literal_execute for b in binds.values())
+        or compiled.escaped_bind_names
+        or any(b.expanding or b.literal_execute or b.callable for b in binds.values())
     ):
         return None
     names = tuple(compiled.positiontup)
     selected = getattr(statement, "selected_columns", None)  # None for INSERT and UPDATE
     columns = list(selected) if selected is not None else []
+    processors = [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
     return _Prepared(
         compiled=compiled,
-        names=names,
-        binds=tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
+        pick=_picker(names),
+        defaults={n: binds[n].value for n in names if not binds[n].required},
+        converts=tuple((i, bind) for i, bind in enumerate(processors) if bind is not None),
         keys=tuple(selected.keys()) if selected is not None else (),
         results=tuple(
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
@@ -120,11 +152,7 @@ def _prepare_for(dialect: Any, statement: Any) -> _Prepared | None:
 def _first_prepared(
     engine: Engine, fairy: PoolProxiedConnection, prepared: _Prepared, parameters: dict[str, Any]
 ) -> dict[str, Any] | None:
-    values = prepared.compiled.construct_params(parameters)
-    args = tuple(
-        values[n] if bind is None else bind(values[n])
-        for n, bind in zip(prepared.names, prepared.binds, strict=True)
-    )
+    args = prepared.args(parameters)
     dialect = engine.dialect
     sql = prepared.compiled.string
     try:
@@ -221,8 +249,18 @@ class PooledReads:
 class InlineConnection:
     """A write transaction's connection, its statements run on the event loop (see Store.write)."""
 
-    def __init__(self, conn: Connection) -> None:
+    __slots__ = ("_driver", "sync_connection")
+
+    def __init__(self, conn: Connection, driver: Any = None) -> None:
         self.sync_connection = conn
+        self._driver = driver
+
+    @property
+    def driver(self) -> Any:
+        """The driver's connection under :attr:`sync_connection`."""
+        if self._driver is None:
+            self._driver = self.sync_connection.connection.driver_connection
+        return self._driver
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         return _execute(self.sync_connection, statement, parameters)
@@ -242,27 +280,21 @@ async def execute_prepared(conn: Conn, statement: Any, parameters: dict[str, Any
     every model call writes. Python-side column defaults do not apply on that path.
     """
     if isinstance(conn, InlineConnection):
-        sync = conn.sync_connection
         entry = _WRITES.get(id(statement))
         if entry is None or entry[0] is not statement:
-            entry = _WRITES[id(statement)] = (statement, _prepare_for(sync.dialect, statement))
+            dialect = conn.sync_connection.dialect
+            entry = _WRITES[id(statement)] = (statement, _prepare_for(dialect, statement))
         prepared = entry[1]
         if prepared is not None:
-            values = prepared.compiled.construct_params(parameters)
-            args = tuple(
-                values[n] if bind is None else bind(values[n])
-                for n, bind in zip(prepared.names, prepared.binds, strict=True)
-            )
-            sql, dialect = prepared.compiled.string, sync.dialect
+            args = prepared.args(parameters)
+            sql = prepared.compiled.string
+            driver = conn.driver
             try:
-                driver = sync.connection.driver_connection
-                assert driver is not None  # an open write transaction has its connection
-                cursor = driver.cursor()
-                try:
-                    cursor.execute(sql, args)
-                finally:
-                    cursor.close()
-            except dialect.loaded_dbapi.Error as exc:
+                driver.execute(sql, args)
+            except Exception as exc:
+                dialect = conn.sync_connection.dialect
+                if not isinstance(exc, dialect.loaded_dbapi.Error):
+                    raise
                 # Wrapped as Connection.execute would: the store maps DBAPIError to its errors.
                 raise DBAPIError.instance(
                     sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect

@@ -10,7 +10,7 @@ with sleeps of up to 100 ms.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -116,7 +116,7 @@ def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The writer's connections never wait by default: BEGIN IMMEDIATE is tried on the event
-        # loop and must fail at once if another process writes (``_sqlite_begin_now``); only
+        # loop and must fail at once if another process writes (``_InlineWriter``); only
         # the worker-thread path (``_sqlite_begin``) waits, and raises the timeout for it.
         _sqlite_pragmas(
             dbapi_connection,
@@ -129,10 +129,26 @@ def _sqlite_sync_engine(url: str, *, begin: str | None) -> Engine:
         begin_sql = f"BEGIN {begin}"
 
         @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin_sql)
+        def _on_begin(conn: Connection) -> None:
+            # An inline write began on the driver already (``_InlineWriter``): a statement run
+            # through SQLAlchemy there only makes SQLAlchemy take over that transaction.
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.in_transaction:
+                _on_driver(conn, driver.execute, begin_sql)
 
     return engine
+
+
+def _on_driver(conn: Connection, action: Callable[..., object], *args: Any) -> None:
+    """Run ``action`` (a BEGIN, COMMIT or ROLLBACK on ``conn``'s driver connection) with its
+    errors wrapped as ``Connection.execute`` wraps them: callers see SQLAlchemy's errors."""
+    dialect = conn.dialect
+    try:
+        action(*args)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from exc
 
 
 def _sqlite_begin(engine: Engine) -> Connection:
@@ -154,22 +170,70 @@ def _sqlite_begin(engine: Engine) -> Connection:
     return conn
 
 
-def _sqlite_begin_now(engine: Engine) -> Connection | None:
-    """BEGIN IMMEDIATE without waiting (the writer's busy timeout is 0): None if another
-    process holds the write lock."""
-    conn = engine.connect()
-    try:
-        conn.begin()
-    except OperationalError as exc:
-        conn.rollback()
-        conn.close()
-        if "locked" not in str(exc) and "busy" not in str(exc):
+class _InlineWriter:
+    """The writer connection that inline write transactions reuse, begun and ended on the driver.
+
+    Only the holder of the store's write lock uses it, so one connection serves every inline
+    write: checking one out of the pool and back, and SQLAlchemy's transaction bookkeeping, cost
+    more than a small transaction's statements (the cost ledger commits one per model call).
+    A statement run through SQLAlchemy makes it take over the transaction the driver began.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    def begin_now(self) -> InlineConnection | None:
+        """BEGIN IMMEDIATE without waiting (the writer's busy timeout is 0): the transaction's
+        connection, or None if another process holds the write lock."""
+        conn = self._conn
+        if conn is None or conn.invalidated:
+            conn = self._conn = self.engine.connect()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection from the pool is open
+        try:
+            _on_driver(conn, driver.execute, "BEGIN IMMEDIATE")
+        except OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            self.drop()
             raise
-        return None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+        except BaseException:
+            self.drop()
+            raise
+        return InlineConnection(conn, driver)
+
+    def end(self, *, commit: bool) -> None:
+        """Commit or roll back the transaction :meth:`begin_now` began."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            if conn.in_transaction():  # SQLAlchemy took it over
+                if commit:
+                    conn.commit()
+                else:
+                    conn.rollback()
+                return
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            _on_driver(conn, driver.commit if commit else driver.rollback)
+        except BaseException:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Close the driver's connection for good after a failure: that ends any transaction
+        the failure left open (the pool does not reset connections it gets back)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.invalidate()
+            conn.close()
+
+    def close(self) -> None:
+        """Give the connection back to the pool (no transaction is open: the store closes)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
 
 def _sqlite_end(conn: Connection, commit: bool) -> None:
@@ -180,6 +244,73 @@ def _sqlite_end(conn: Connection, commit: bool) -> None:
             conn.rollback()
     finally:
         conn.close()
+
+
+async def _begin_in_thread(engine: Engine) -> Connection:
+    """BEGIN IMMEDIATE in a worker thread. If the caller is cancelled meanwhile, the
+    transaction that may still open is rolled back when it does: a leaked one would hold
+    SQLite's write lock for good."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, _sqlite_begin, engine)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+
+        def roll_back(done: asyncio.Future[Connection]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                loop.run_in_executor(None, _sqlite_end, done.result(), False)
+
+        future.add_done_callback(roll_back)
+        raise
+
+
+class _SqliteWrite:
+    """``Store.write()`` on SQLite, written out as a class: generator-based context managers
+    (this one and the error translation's) cost more than a small transaction's statements,
+    and the cost ledger commits one per model call."""
+
+    __slots__ = ("engine", "inline", "lock", "pooled")
+
+    def __init__(self, lock: asyncio.Lock, inline: _InlineWriter, engine: Engine) -> None:
+        self.lock, self.inline, self.engine = lock, inline, engine
+        #: The worker thread's connection, when BEGIN had to wait for another process.
+        self.pooled: Connection | None = None
+
+    async def __aenter__(self) -> Conn:
+        await self.lock.acquire()
+        try:
+            # Inline first: once BEGIN IMMEDIATE holds the write lock, WAL lets every statement
+            # and the COMMIT finish without waiting on anyone, so only BEGIN may block - and
+            # only on another process. Then (and only then) it waits in a worker thread, on a
+            # connection of its own.
+            conn = self.inline.begin_now()
+            if conn is None:
+                self.pooled = await _begin_in_thread(self.engine)
+                conn = InlineConnection(self.pooled)
+        except BaseException as exc:
+            self.lock.release()
+            _raise_unavailable(exc)
+            raise
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.pooled is None:
+                self.inline.end(commit=exc is None)
+            else:
+                _sqlite_end(self.pooled, exc is None)
+        except BaseException as failure:
+            _raise_unavailable(failure)
+            raise
+        finally:
+            self.lock.release()
+        if exc is not None:
+            _raise_unavailable(exc)
 
 
 class Store:
@@ -199,9 +330,11 @@ class Store:
         self._sqlite_reader: Engine | None = None
         self._sqlite_reads: _SqliteReads | None = None
         self._engine: AsyncEngine | None = None
+        self._inline: _InlineWriter | None = None
         if self.dialect == "sqlite":
             _ensure_sqlite_dir(parsed)
             self._sqlite_writer = _sqlite_sync_engine(url, begin="IMMEDIATE")
+            self._inline = _InlineWriter(self._sqlite_writer)
             self._sqlite_reader = _sqlite_sync_engine(url, begin=None)
             self._sqlite_reads = _SqliteReads(PooledReads(self._sqlite_reader))
         else:
@@ -212,45 +345,18 @@ class Store:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Conn]:
+    def write(self) -> AbstractAsyncContextManager[Conn]:
         """A write transaction; commits on success, rolls back on error."""
-        if self._engine is not None:
-            async with _translate_errors(), self._engine.begin() as conn:
-                yield conn
-            return
-        assert self._write_lock is not None and self._sqlite_writer is not None
-        async with self._write_lock, _translate_errors():
-            # Inline first: once BEGIN IMMEDIATE holds the write lock, WAL lets every statement
-            # and the COMMIT finish without waiting on anyone, so only BEGIN may block - and
-            # only on another process. Then (and only then) it waits in a worker thread.
-            sync = _sqlite_begin_now(self._sqlite_writer)
-            if sync is None:
-                sync = await self._begin_sqlite_write(self._sqlite_writer)
-            try:
-                yield InlineConnection(sync)
-            except BaseException:
-                _sqlite_end(sync, False)
-                raise
-            _sqlite_end(sync, True)
+        if self._inline is not None:
+            assert self._write_lock is not None and self._sqlite_writer is not None
+            return _SqliteWrite(self._write_lock, self._inline, self._sqlite_writer)
+        return self._postgres_write()
 
-    @staticmethod
-    async def _begin_sqlite_write(engine: Engine) -> Connection:
-        """BEGIN IMMEDIATE in a worker thread. If the caller is cancelled meanwhile, the
-        transaction that may still open is rolled back when it does: a leaked one would hold
-        SQLite's write lock for good."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(None, _sqlite_begin, engine)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-
-            def roll_back(done: asyncio.Future[Connection]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    loop.run_in_executor(None, _sqlite_end, done.result(), False)
-
-            future.add_done_callback(roll_back)
-            raise
+    @asynccontextmanager
+    async def _postgres_write(self) -> AsyncIterator[Conn]:
+        assert self._engine is not None
+        async with _translate_errors(), self._engine.begin() as conn:
+            yield conn
 
     def read(self) -> AbstractAsyncContextManager[Conn]:
         """A connection for reads. On PostgreSQL a transaction; on SQLite each statement is
@@ -286,11 +392,20 @@ class Store:
     async def close(self) -> None:
         if self._sqlite_reads is not None:
             self._sqlite_reads.conn.close()
+        if self._inline is not None:
+            self._inline.close()
         if self._engine is not None:
             await self._engine.dispose()
         for engine in (self._sqlite_writer, self._sqlite_reader):
             if engine is not None:
                 await in_thread(engine.dispose)
+
+
+def _raise_unavailable(exc: BaseException) -> None:
+    """Raise what ``exc`` becomes if it is a connection-level database failure."""
+    unavailable = _unavailable(exc)
+    if unavailable is not None:
+        raise unavailable from exc
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable | None:
@@ -335,9 +450,7 @@ class _SqliteReads:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            unavailable = _unavailable(exc)
-            if unavailable is not None:
-                raise unavailable from exc
+            _raise_unavailable(exc)
 
 
 def _first_line(exc: BaseException) -> str:
