@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from types import TracebackType
 from typing import Any
 
 # litellm fetches its price map from the internet at import unless told not to (5 s timeout).
@@ -271,30 +270,24 @@ class LiteLLMBackend:
         }
         stream: Any = None
         try:
-            # One deadline, moved on at every phase change and every token: a deadline per
-            # phase costs no task per chunk. Keep-alives and empty chunks never move it.
-            async with _Deadline(min(total_at, loop.time() + limits[phase])) as deadline:
+            # One timer, moved on at every phase change and every token: a deadline per phase
+            # costs no task per chunk. Keep-alives and empty chunks never move it.
+            async with asyncio.timeout_at(min(total_at, loop.time() + limits[phase])) as timer:
                 stream = await litellm.acompletion(**kwargs)
                 phase = "first_token"
-                deadline.move(min(total_at, loop.time() + limits[phase]))
-                # Each attribute read once: litellm's chunks answer most of them through
-                # pydantic's __getattr__ (~1-2 µs a read).
+                timer.reschedule(min(total_at, loop.time() + limits[phase]))
                 async for chunk in stream:
                     progressed = False
-                    chunk_usage = getattr(chunk, "usage", None)
-                    if chunk_usage:
-                        usage = chunk_usage
-                    choices = chunk.choices
-                    if choices:
-                        choice = choices[0]
-                        reason = choice.finish_reason
-                        if reason:
-                            finish, progressed = reason, True
-                        message = choice.delta
-                        for piece in getattr(message, "tool_calls", None) or ():
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        if choice.finish_reason:
+                            finish, progressed = choice.finish_reason, True
+                        for piece in getattr(choice.delta, "tool_calls", None) or ():
                             _merge_tool_delta(calls, piece)
                             progressed = True
-                        delta = getattr(message, "content", None)
+                        delta = getattr(choice.delta, "content", None)
                         if delta:
                             progressed = True
                             parts.append(delta)
@@ -302,7 +295,7 @@ class LiteLLMBackend:
                                 await on_delta(delta)
                     if progressed:
                         phase = "between_chunks"
-                        deadline.move(min(total_at, loop.time() + limits[phase]))
+                        timer.reschedule(min(total_at, loop.time() + limits[phase]))
         except TimeoutError:
             await _close(stream)
             which = "total" if loop.time() >= total_at - 0.001 else phase
@@ -350,49 +343,6 @@ class LiteLLMBackend:
         price_cached = info.price_cached if info.price_cached is not None else price_in
         fresh = max(0, tokens_in - cached)
         return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
-
-
-class _Deadline:
-    """``asyncio.timeout_at(when)`` whose deadline moves without a reschedule at every token.
-
-    Its check runs at the earliest time the deadline was set to: if the deadline has moved on
-    since, the check waits again until then, else the timeout expires. Moving a deadline later
-    costs an assignment, where a reschedule costs a new timer (four per short call).
-    """
-
-    def __init__(self, when: float) -> None:
-        self.when = when
-        self._loop = asyncio.get_running_loop()
-        self._timeout = asyncio.timeout(None)
-        self._handle: asyncio.TimerHandle | None = None
-
-    async def __aenter__(self) -> _Deadline:
-        await self._timeout.__aenter__()
-        self._handle = self._loop.call_at(self.when, self._check)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-        await self._timeout.__aexit__(exc_type, exc, tb)  # a cancellation it caused: TimeoutError
-
-    def move(self, when: float) -> None:
-        """Expire at ``when`` instead (earlier or later)."""
-        self.when = when
-        if self._handle is not None and when < self._handle.when():
-            self._handle.cancel()
-            self._handle = self._loop.call_at(when, self._check)
-
-    def _check(self) -> None:
-        if self._loop.time() >= self.when:
-            self._timeout.reschedule(self.when)  # in the past: expires on the next loop turn
-        else:
-            self._handle = self._loop.call_at(self.when, self._check)
 
 
 _INFO_CACHE: dict[str, ModelInfo] = {}
