@@ -20,7 +20,8 @@ from typing import Any
 
 from benchmarks.common import Result, log, temp_base, xdg_env
 
-CALLS = 300
+#: Calls per path: a median of 300 moved by ±0.1 ms from run to run on a 2-core machine.
+CALLS = 1500
 BLOCK = 10
 TARGET_MS = 0.5
 MESSAGES = [{"role": "user", "content": "Say ok."}]
