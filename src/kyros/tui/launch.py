@@ -8,10 +8,11 @@ connection is under way.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 
 from kyros.settings import Loaded
-from kyros.tui.connection import open_connection
+from kyros.tui.connection import Connection, open_connection
 
 
 def run(loaded: Loaded, daemon: str | None = None, token: str | None = None) -> int:
@@ -19,9 +20,16 @@ def run(loaded: Loaded, daemon: str | None = None, token: str | None = None) -> 
 
     A failure to connect raises :class:`~kyros.errors.KyrosError` before any screen exists,
     so it is a plain message. Returns the exit code."""
-    with ThreadPoolExecutor(1, thread_name_prefix="connect") as pool:
-        opening = pool.submit(open_connection, loaded, daemon, token)
-        from kyros.tui.app import run_connected  # Textual: ~0.2 s, loaded meanwhile
+    opening: Future[Connection] = Future()
 
-        connection = opening.result()
-    return run_connected(connection, loaded)
+    def connect() -> None:
+        try:
+            opening.set_result(open_connection(loaded, daemon, token))
+        except BaseException as exc:  # raised below, in the command's thread
+            opening.set_exception(exc)
+
+    # A daemon thread: ctrl+c while a local daemon starts must not wait for its readiness.
+    threading.Thread(target=connect, name="connect", daemon=True).start()
+    from kyros.tui.app import run_connected  # Textual: ~0.2 s, loaded meanwhile
+
+    return run_connected(opening.result(), loaded)
