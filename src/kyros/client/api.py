@@ -27,20 +27,18 @@ class Client:
         headers = {"user-agent": f"kyros/{__version__}"}
         if target.token and not target.uds:
             headers["authorization"] = f"Bearer {target.token}"
-        timeouts = httpx.Timeout(timeout, connect=5.0)
+        local: dict[str, Any] = {}
         if target.uds:
             # Plain HTTP over a Unix socket, whatever the URL: there is no TLS to verify, and
             # a verifying client loads the CA bundle twice (~50 ms of every command's start).
             transport = httpx.HTTPTransport(uds=target.uds, verify=False)
-            self._http = httpx.Client(
-                base_url=target.base_url,
-                transport=transport,
-                headers=headers,
-                timeout=timeouts,
-                verify=False,  # noqa: S501 - no TLS on a Unix socket
-            )
-        else:
-            self._http = httpx.Client(base_url=target.base_url, headers=headers, timeout=timeouts)
+            local = {"transport": transport, "verify": False}
+        self._http = httpx.Client(
+            base_url=target.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            **local,
+        )
         self._version_checked = False
 
     def close(self) -> None:

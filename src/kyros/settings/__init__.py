@@ -153,7 +153,7 @@ class Loaded:
             {
                 "key": key,
                 "value": redact(key, getattr(settings, key)),
-                "source": self.sources.get(key, "default"),
+                "source": self.source_of(key),
                 "secret": key in SECRET_KEYS,
             }
             for key in type(settings).model_fields

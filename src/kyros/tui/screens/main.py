@@ -396,13 +396,12 @@ class MainScreen(Screen[None]):
     def _status(self, run_id: str) -> str | None:
         if run_id in self.approvals.waiting:
             return "needs_approval"
-        detail = self.detail
-        if detail.run_id == run_id and detail.run is not None:
-            return str(detail.run["status"])
-        run = self.runs_table.runs.get(run_id)
+        run = self._run(run_id)
         return None if run is None else str(run["status"])
 
     def _run(self, run_id: str) -> dict[str, Any] | None:
+        """The freshest copy of ``run_id`` the panes hold: the detail's, else the table's,
+        else the approvals pane's."""
         detail = self.detail
         if detail.run_id == run_id and detail.run is not None:
             return detail.run
