@@ -1,12 +1,14 @@
 """How terminal output is framed for clients: streaming output is gathered into large pieces
 (one WebSocket frame carries many pty reads), small output (echoes, prompts) goes at once, a
 gathering read still stops at once for a lag or the end, and the local attach WebSocket is not
-compressed."""
+compressed. A screen client is skipped to the newest screenful, with the modes the skipped
+output set, and is never lagged."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +16,15 @@ from pathlib import Path
 import pytest
 
 from kyros.core.terminals import ScrollbackRing, Viewer, ViewerLagged
-from kyros.core.terminals.ring import LINGER_MIN
+from kyros.core.terminals.ring import (
+    LINGER_MIN,
+    SCREEN_MAX_PENDING,
+    SCREEN_SKIP_FROM,
+    SCREEN_TAIL_BYTES,
+)
+from kyros.emulator import TerminalEmulator
 from tests.conftest import Daemon, kyros_env, start_daemon, xdg_dirs
-from tests.test_terminals_e2e import _attach, _new
+from tests.test_terminals_e2e import _attach, _new, _target
 
 KiB = 1024
 CHUNK = 4 * KiB  # about what one read of a pty master returns
@@ -129,3 +137,116 @@ def test_streaming_output_reaches_the_client_in_large_frames(
     assert received >= size * 3 // 2  # "y\n" comes out as "y\r\n"
     # A pty read returns at most a few KiB; one frame per read would average under 4 KiB.
     assert received / frames >= 2 * CHUNK, f"{frames} frames for {received} bytes"
+
+
+# --- screen viewers: skipped to the newest screenful, never lagged --------------------------------
+
+ROWS = 9  # the screen's; its viewer keeps ROWS + 1 newlines: ROWS lines and the cursor's
+
+
+def _screen_viewer() -> Viewer:
+    ring = ScrollbackRing(1024 * KiB)
+    return Viewer(
+        ring, None, 16 * KiB, detach=lambda v: None, label="t_test", screen_lines=ROWS + 1
+    )
+
+
+def _lines(first: int, count: int) -> bytes:
+    return b"".join(b"\x1b[32mline %06d\x1b[0m\r\n" % i for i in range(first, first + count))
+
+
+async def test_a_screen_viewer_gets_the_newest_screenful_with_the_modes_skipped_output_set() -> (
+    None
+):
+    viewer = _screen_viewer()
+    # A status-line program: cursor keys, bracketed paste and a scrolling region set once.
+    setup = b"\x1b[?1h\x1b[?2004h\x1b[1;%dr" % (ROWS - 1)
+    viewer._feed(setup)
+    fed = len(setup)
+    for n in range(0, 100_000, 1000):  # ~2 MB: far past its max_pending, yet it never lags
+        viewer._feed(_lines(n, 1000))
+        fed += len(_lines(n, 1000))
+        assert len(viewer._pending) <= SCREEN_MAX_PENDING
+    data = await viewer.read()
+    assert not viewer.lagged and len(data) < 2 * KiB  # a screenful, not megabytes
+    assert data.count(b"\n") == ROWS and data.endswith(_lines(100_000 - ROWS, ROWS))
+    # Its position is the stream's again, as if it had read every byte.
+    assert viewer.position == fed and viewer.dropped > fed - 2 * KiB
+
+    # Drawn on a screen, it is what the whole stream would have drawn.
+    whole, skipped = (
+        TerminalEmulator(cols=40, rows=ROWS),
+        TerminalEmulator(cols=40, rows=ROWS),
+    )
+    whole.feed(setup + _lines(0, 100_000))
+    skipped.feed(data)
+    assert skipped.display_lines() == whole.display_lines()
+    assert skipped.application_cursor_keys and skipped.bracketed_paste
+
+
+async def test_a_screen_viewer_is_not_skipped_while_it_keeps_up() -> None:
+    viewer = _screen_viewer()
+    chunk = _lines(0, 100)  # 100 lines, but under SCREEN_SKIP_FROM: all of it comes
+    assert len(chunk) < SCREEN_SKIP_FROM
+    viewer._feed(chunk)
+    assert await viewer.read() == chunk
+    # A full-screen program's redraw has no newlines to cut at: kept whole up to a tail's size.
+    redraw = b"".join(b"\x1b[%d;1H\x1b[44m%s" % (y % 50 + 1, b"x" * 100) for y in range(400))
+    assert SCREEN_SKIP_FROM < len(redraw) < SCREEN_TAIL_BYTES
+    viewer._feed(redraw)
+    assert await viewer.read() == redraw and viewer.dropped == 0
+
+
+@pytest.mark.e2e
+def test_a_flood_reaches_a_slow_screen_client_as_its_newest_screen(
+    frames_daemon: Daemon, tmp_path: Path
+) -> None:
+    from kyros.client.attach import open_attach
+
+    count = 300_000
+    flood = tmp_path / "flood.py"
+    flood.write_text(
+        "import os, sys\n"
+        "sys.stdin.readline()\n"
+        "os.write(1, b'\\x1b[?1h')\n"
+        f"for n in range(0, {count}, 1000):\n"
+        "    os.write(1, b''.join(b'row %06d\\n' % i for i in range(n, n + 1000)))\n"
+        "os.write(1, b'done\\n')\n"
+        "sys.stdin.readline()\n"
+    )
+    term = _new(frames_daemon, "--cwd", str(tmp_path), "--", sys.executable, str(flood))
+    conn = open_attach(_target(frames_daemon), term["id"], rows=24, cols=80, screen=True)
+    screen = TerminalEmulator(cols=80, rows=24, scrollback=0)
+    received, controls = 0, []
+    try:
+        conn.send(b"go\r")
+        deadline = time.monotonic() + 60
+        while "done" not in screen.display_lines():
+            assert time.monotonic() < deadline, screen.display_lines()
+            message = conn.recv(timeout=max(0.05, deadline - time.monotonic()))
+            if isinstance(message, bytes):
+                received += len(message)
+                screen.feed(message)
+                time.sleep(0.02)  # a client that takes its time over each message
+            else:
+                controls.append(json.loads(message))
+        # A screen client attaching now is sent the newest screenful of the 2 MiB scrollback.
+        late = open_attach(_target(frames_daemon), term["id"], rows=24, cols=80, screen=True)
+        try:
+            snapshot = late.recv(timeout=10)
+        finally:
+            late.close()
+        conn.send(b"\r")
+    finally:
+        conn.close()
+    assert isinstance(snapshot, bytes) and len(snapshot) < 1024
+    again = TerminalEmulator(cols=80, rows=24, scrollback=0)
+    again.feed(snapshot)
+    assert again.display_lines() == screen.display_lines() and again.application_cursor_keys
+    assert controls == []  # never lagged, never reset
+    lines = screen.display_lines()
+    done = lines.index("done")
+    assert lines[done - 22 : done] == [f"row {i:06d}" for i in range(count - 22, count)]
+    assert screen.application_cursor_keys  # set before the flood, carried over the skip
+    # "row 000000\r\n" is 12 bytes: a tenth of the output crossed the socket, at most.
+    assert received < count * 12 // 10, f"{received} bytes of {count * 12}"

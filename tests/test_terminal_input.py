@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from kyros.emulator import TerminalEmulator
+from kyros.emulator.skipping import tail_start
 from kyros.settings import detach_key_byte
-from kyros.tui.terminal_backlog import Backlog, tail_start
+from kyros.tui.terminal_backlog import Backlog
 from kyros.tui.terminal_keys import key_bytes, key_name, paste_bytes
 
 

@@ -405,3 +405,18 @@ def test_ring_keeps_the_newest_bytes() -> None:
         whole += chunk
         assert ring.snapshot() == whole[-1000:]
         assert ring.snapshot(since=len(whole) - 5) == whole[-5:]
+
+
+def test_a_replay_carries_the_modes_set_by_bytes_no_longer_held() -> None:
+    ring = ScrollbackRing(1000)
+    ring.append(b"\x1b[?1049h\x1b[?1h\x1b[2;20r")  # alternate screen, cursor keys, region
+    for n in range(50):  # wraps the ring many times, in pieces of every size
+        ring.append(b"x" * (n * 37 % 700) + b"\r\n")
+    ring.append(b"\x1b[?1l" + b"y" * 990)  # cursor keys reset, still held
+    replay = ring.replay()
+    assert replay.endswith(ring.snapshot()) and b"\x1b[?1l" in ring.snapshot()
+    assert replay[: -len(ring.snapshot())] == b"\x1b[?1049h\x1b[?1h\x1b7\x1b[2;20r\x1b8"
+    # From an offset it still holds, the replay is the snapshot alone.
+    assert ring.replay(since=ring.start + 1) == ring.snapshot(since=ring.start + 1)
+    ring.append(b"z" * 5000)  # one append larger than the ring forgets it all at once
+    assert ring.replay().startswith(b"\x1b[?1049h\x1b7\x1b[2;20r\x1b8\x1b[?1l")

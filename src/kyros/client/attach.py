@@ -3,8 +3,9 @@
 Frames: binary frames carry terminal bytes (output from the daemon, keystrokes to it); text
 frames carry small JSON control messages — ``{"type": "resize", "rows", "cols"}`` from the
 client, ``{"type": "exit", "code", "signal"}`` and ``{"type": "lagged"}`` from the daemon.
-A client that falls more than ``lag`` bytes behind (4 MiB unless it asks for less) is sent
-``lagged``, a reset and the newest ``lag`` bytes of the scrollback, then live output again.
+A client that falls more than 4 MiB behind is sent ``lagged``, a reset and the scrollback, then
+live output again. A *screen* client (``screen=True``: it draws the screen and keeps no
+scrollback) is never lagged: output that piles up for it is skipped to the newest screenful.
 
 :func:`open_attach` blocks (the CLI's `kyros term attach`); :func:`open_attach_async` is the
 same connection for an asyncio loop (the console's terminal pane). Both refuse with the same
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 
-def _path(ref: str, rows: int, cols: int, lag: int | None = None) -> str:
+def _path(ref: str, rows: int, cols: int, *, screen: bool = False) -> str:
     path = f"/v1/terminals/{ref}/attach?rows={rows}&cols={cols}"
-    return path if lag is None else f"{path}&lag={lag}"
+    return f"{path}&view=screen" if screen else path
 
 
 def _options() -> dict[str, Any]:
@@ -56,12 +57,15 @@ def _refused(exc: Exception, target: DaemonTarget, ref: str) -> KyrosError:
     )
 
 
-def open_attach(target: DaemonTarget, ref: str, *, rows: int, cols: int) -> Any:
-    """A connected ``websockets`` client for terminal ``ref`` (sized ``rows`` x ``cols``)."""
+def open_attach(
+    target: DaemonTarget, ref: str, *, rows: int, cols: int, screen: bool = False
+) -> Any:
+    """A connected ``websockets`` client for terminal ``ref`` (sized ``rows`` x ``cols``);
+    ``screen`` as in :func:`open_attach_async`."""
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect, unix_connect
 
-    path = _path(ref, rows, cols)
+    path = _path(ref, rows, cols, screen=screen)
     # The connection outlives this function (the caller closes it): connect directly rather
     # than as a context manager (`legacy=True` in websockets >= 16).
     options = {**_options(), "legacy": True}
@@ -76,12 +80,12 @@ def open_attach(target: DaemonTarget, ref: str, *, rows: int, cols: int) -> Any:
 
 
 async def open_attach_async(
-    target: DaemonTarget, ref: str, *, rows: int, cols: int, lag: int | None = None
+    target: DaemonTarget, ref: str, *, rows: int, cols: int, screen: bool = False
 ) -> ClientConnection:
     """:func:`open_attach` for an asyncio loop: a connected ``websockets.asyncio`` client.
 
-    ``lag``: bytes this client may fall behind before the daemon skips it to the newest output
-    (a client that draws a screen would rather skip a flood than show it late).
+    ``screen``: this client only draws the screen; the daemon skips output that piles up for it
+    to the newest screenful (it would rather skip a flood than show it late).
     The caller closes it (``await conn.close()``). Raises :class:`~kyros.errors.NotFound`,
     :class:`~kyros.errors.AuthError`, :class:`~kyros.errors.DaemonUnreachable` or
     :class:`~kyros.errors.KyrosError` as the blocking one does.
@@ -89,10 +93,10 @@ async def open_attach_async(
     from websockets.asyncio.client import connect, unix_connect
     from websockets.exceptions import WebSocketException
 
-    path = _path(ref, rows, cols, lag)
+    path = _path(ref, rows, cols, screen=screen)
     # A closing handshake waits at most a second (the console may be quitting). One message
     # queued here at most: output a slow reader has not taken waits in the daemon, which skips
-    # it once the reader is ``lag`` behind, rather than in a queue the reader must get through.
+    # it for a screen client, rather than in a queue the reader must get through.
     options = {**_options(), "close_timeout": 1.0, "max_queue": 1}
     try:
         if target.uds:

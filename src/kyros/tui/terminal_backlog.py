@@ -10,17 +10,18 @@ half that time's worth of bytes, whichever is shorter, cut where a line or an es
 starts. The tail must be fed well within the time a new flood of output takes to arrive: a tail
 that took longer would be cut away by the next one before its end (the newest screen) is drawn.
 
-What scrolled past unseen is not drawn (the daemon keeps it: `kyros term logs`). The state a
-skipped stretch set and the tail relies on is replayed before the tail: DEC modes (alternate
-screen, cursor keys, bracketed paste, cursor visibility, autowrap, origin) and the scrolling
-region, which a program that keeps a status line sets once and never again.
+What scrolled past unseen is not drawn (the daemon keeps it: `kyros term logs`); the modes and
+scrolling region it set are replayed before the tail (:mod:`kyros.emulator.skipping`). The
+daemon already skips a flood for the pane (it attaches as a screen viewer), so a cut here is
+rare: the attach's scrollback, or a burst the emulator is slow at.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
+
+from kyros.emulator.skipping import skip_to_tail
 
 #: How far behind the live output the screen may fall before the backlog is cut.
 MAX_BEHIND_S = 0.02
@@ -37,53 +38,6 @@ PIECE_S = 0.002
 MIN_CUT_BYTES = 8 * 1024
 #: Feed rate assumed before one is measured: the slowest case (``yes``).
 INITIAL_RATE = 400_000.0
-
-# DEC private modes set or reset (CSI ? Pm h / l) and the scrolling region (CSI Pt ; Pb r).
-_STATE = re.compile(rb"\x1b\[(\??)([0-9;]*)([hlr])")
-# Cursor keys (1), origin (6), autowrap (7), cursor visible (25), alternate screens (47, 1047,
-# 1049), bracketed paste (2004).
-_KEPT_MODES = frozenset({1, 6, 7, 25, 47, 1047, 1049, 2004})
-
-
-def carried_state(data: bytes | bytearray | memoryview) -> bytes:
-    """What ``data`` left set that a tail after it relies on, as sequences to replay: the last
-    setting of each kept DEC mode and the last scrolling region, in the order they were last
-    set. The region is replayed between a cursor save and restore (setting it homes the
-    cursor)."""
-    last: dict[int | str, bytes] = {}
-    for private, params, final in _STATE.findall(data):
-        if final == b"r":
-            if not private:
-                last.pop("region", None)  # re-inserted: the order of the last settings is kept
-                last["region"] = b"\x1b7\x1b[%sr\x1b8" % params
-            continue
-        if not private:
-            continue
-        for param in params.split(b";"):
-            if param.isdigit() and int(param) in _KEPT_MODES:
-                mode = int(param)
-                last.pop(mode, None)
-                last[mode] = b"\x1b[?%d%s" % (mode, final)
-    return b"".join(last.values())
-
-
-def tail_start(data: bytes | bytearray, *, lines: int, max_bytes: int) -> int:
-    """Where a cut of ``data`` starts: the later of ``lines`` lines and ``max_bytes`` bytes
-    before its end, moved forward to the start of a line or an escape sequence."""
-    end = len(data)
-    start = max(0, end - max_bytes)
-    pos = end
-    for _ in range(lines):
-        pos = data.rfind(b"\n", start, pos)
-        if pos < 0:
-            break
-    else:
-        return pos + 1  # ``lines`` newlines within the byte limit: start after the last one
-    if start == 0:
-        return 0
-    newline, escape = data.find(b"\n", start), data.find(b"\x1b", start)
-    found = [p for p in (newline + 1 if newline >= 0 else -1, escape) if p >= 0]
-    return min(found) if found else start
 
 
 class Backlog:
@@ -119,26 +73,14 @@ class Backlog:
         """Queue output; cut the backlog when it is more than ``max_behind`` seconds of work."""
         self._pending += data
         if len(self._pending) > max(self.rate * self.max_behind, MIN_CUT_BYTES):
-            self._cut(self._tail_start())
+            self._cut()
 
-    def restart(self, data: bytes) -> None:
-        """Output that follows a gap (the daemon skipped some): what is pending is stale, and
-        ``data`` is drawn over the screen as it is, with the state the stale part set."""
-        self.skipped += len(self._pending)
-        self._pending = bytearray(carried_state(self._pending))
-        self.add(data)
-
-    def _tail_start(self) -> int:
+    def _cut(self) -> None:
         max_bytes = int(min(TAIL_BYTES, max(MIN_TAIL_BYTES, self.rate * self.max_behind / 2)))
-        return tail_start(self._pending, lines=self.tail_lines, max_bytes=max_bytes)
-
-    def _cut(self, start: int) -> None:
-        if start <= 0:
-            return
-        pending = self._pending
-        state = carried_state(memoryview(pending)[:start])
-        self.skipped += start
-        self._pending = bytearray(state) + pending[start:]
+        self._pending, skipped = skip_to_tail(
+            self._pending, lines=self.tail_lines, max_bytes=max_bytes
+        )
+        self.skipped += skipped
 
     def drain(self, budget_s: float) -> bool:
         """Feed pending bytes for about ``budget_s`` seconds; True when some are still left."""

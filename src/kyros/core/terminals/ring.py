@@ -14,6 +14,12 @@ could see (half an escape sequence, a lost clear); buffering without a cap would
 client hold the daemon's memory hostage. The scrollback is a consistent suffix of the stream, so
 replaying it onto a reset screen is correct.
 
+A *screen* viewer (one that draws the screen and keeps no scrollback, like the console's terminal
+pane) never lags: output that piles up for it is skipped to its newest screenful, with the modes
+and scrolling region the skipped part set replayed before it (:mod:`kyros.emulator.skipping`).
+What it skips would have scrolled off its screen unseen; a flood then costs the socket, and the
+client's emulator, a screenful per read instead of every byte.
+
 A reader that sends each chunk on (the attach WebSocket) can ask :meth:`Viewer.read` to
 *linger*: when output is streaming, wait a moment so that one message carries many pty reads
 (a pty hands out a few KiB per read) instead of paying a WebSocket frame, a socket write and a
@@ -25,9 +31,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from kyros.emulator.skipping import ModeState, skip_to_tail
+
 __all__ = [
     "DEFAULT_SCROLLBACK",
     "LINGER_MIN",
+    "SCREEN_MAX_PENDING",
+    "SCREEN_SKIP_FROM",
+    "SCREEN_TAIL_BYTES",
     "VIEWER_MAX_PENDING",
     "VIEWER_READ_MAX",
     "ScrollbackRing",
@@ -44,6 +55,15 @@ VIEWER_READ_MAX = 256 * 1024
 #: Pending output from which a lingering :meth:`Viewer.read` waits for more: a pty read this
 #: large means a program is streaming; a keystroke's echo or a prompt is far smaller.
 LINGER_MIN = 1024
+#: A screen viewer's skip keeps at most this much: a full-screen program's redraw. Output
+#: addressed by cursor moves (no newlines) is skipped only past it.
+SCREEN_TAIL_BYTES = 64 * 1024
+#: Unread output from which a screen viewer's read skips to the newest screenful: output with
+#: more lines than the screen has rows. Below it, a read returns everything, skipping nothing.
+SCREEN_SKIP_FROM = 8 * 1024
+#: Unread output at which a screen viewer skips as it is fed (its memory bound): a multiple of
+#: the tail, so cursor-addressed output is not rescanned at every pty read.
+SCREEN_MAX_PENDING = 4 * SCREEN_TAIL_BYTES
 
 
 class ScrollbackRing:
@@ -59,6 +79,9 @@ class ScrollbackRing:
         # Once the buffer is full, the index of its oldest byte, which is also where the next
         # byte goes. While it is still growing the oldest byte is at index 0.
         self._head = 0
+        # The modes and scrolling region set by the bytes no longer held: a program that
+        # switched to the alternate screen or set cursor keys hours ago relies on them still.
+        self._forgotten = ModeState()
 
     def __len__(self) -> int:
         """The number of bytes held: ``capacity`` at most."""
@@ -79,6 +102,8 @@ class ScrollbackRing:
         cap = self.capacity
         if size >= cap:
             # Only its tail survives: replace everything in one step.
+            head = self._head
+            self._forget(self._buf[head:], self._buf[:head], view[: size - cap])
             self._buf[:] = view[size - cap :]
             self._head = 0
             return
@@ -94,11 +119,27 @@ class ScrollbackRing:
         # copies in place; the bytearray never reallocates from here on.
         head = self._head
         first = min(size, cap - head)
+        self._forget(self._buf[head : head + first], self._buf[: size - first])
         self._buf[head : head + first] = view[:first]
         rest = size - first
         if rest:
             self._buf[:rest] = view[first:]
         self._head = (head + size) % cap
+
+    def _forget(self, *stretches: bytes | bytearray | memoryview) -> None:
+        """Take the state out of bytes about to be overwritten, oldest first."""
+        for stretch in stretches:
+            if stretch:
+                self._forgotten.update(stretch)
+
+    def replay(self, since: int | None = None) -> bytes:
+        """:meth:`snapshot`, preceded by the modes and scrolling region set by the bytes no
+        longer held when it starts before :attr:`start`: what a screen needs to draw the
+        snapshot as the full stream would have."""
+        held = self.snapshot(since)
+        if since is not None and since >= self.start:
+            return held
+        return self._forgotten.replay() + held
 
     def snapshot(self, since: int | None = None) -> bytes:
         """The bytes held, oldest first; from stream offset ``since`` when it is still held.
@@ -128,8 +169,9 @@ class ViewerLagged(Exception):
 class Viewer:
     """One reader of a terminal's output: the scrollback to replay first, then the live bytes.
 
-    ``snapshot`` starts at stream offset ``start``; ``position`` is the offset of the next byte
-    :meth:`read` returns, so a client that reconnects can attach with ``since=position``.
+    ``snapshot`` is the scrollback from ``since`` (see :meth:`ScrollbackRing.replay`), from
+    stream offset ``start``; ``position`` is the offset of the next byte :meth:`read` returns, so a client that
+    reconnects can attach with ``since=position``.
     One task reads a viewer; each client attaches its own.
     """
 
@@ -141,14 +183,25 @@ class Viewer:
         *,
         detach: Callable[[Viewer], None],
         label: str,
+        screen_lines: int | None = None,
     ) -> None:
         self.max_pending = max_pending
+        #: A screen viewer's rows plus one (the session keeps it in step with resizes): how
+        #: many lines a skip keeps. None: a stream viewer, which gets every byte or lags.
+        self.screen_lines = screen_lines
         self.lagged = False
-        #: Bytes dropped for this viewer while it lagged (the newest come back at a resync).
+        #: Bytes dropped for this viewer while it lagged (the newest come back at a resync), or
+        #: skipped for a screen viewer.
         self.dropped = 0
-        self.snapshot = ring.snapshot(since)
+        self.snapshot = ring.replay(since)
         self.position = ring.total_written
-        self.start = self.position - len(self.snapshot)
+        #: The stream offset the snapshot's scrollback starts from.
+        self.start = min(max(since or 0, ring.start), self.position)
+        if screen_lines is not None:  # its screen is all it draws of the scrollback
+            tail, _ = skip_to_tail(
+                bytearray(self.snapshot), lines=screen_lines, max_bytes=SCREEN_TAIL_BYTES
+            )
+            self.snapshot = bytes(tail)
         self._ring = ring
         self._detach = detach
         self._label = label
@@ -176,6 +229,8 @@ class Viewer:
                     f"viewer fell more than {self.max_pending} bytes behind terminal "
                     f"{self._label}; resync from the scrollback"
                 )
+            if self.screen_lines is not None and len(self._pending) > SCREEN_SKIP_FROM:
+                self._skip()
             pending = len(self._pending)
             if pending:
                 if linger > 0 and LINGER_MIN <= pending < max_bytes and not self._closed:
@@ -207,16 +262,14 @@ class Viewer:
             timer.cancel()
             self._want = 1
 
-    def resync(self, limit: int | None = None) -> bytes:
-        """Leave the lagged state: the scrollback to replay on a reset screen (its newest
-        ``limit`` bytes at most: a viewer that only draws the screen needs no more).
+    def resync(self) -> bytes:
+        """Leave the lagged state: the scrollback to replay on a reset screen.
 
         :meth:`read` continues right after it, with no gap and no repeat.
         """
-        since = None if limit is None else self._ring.total_written - limit
-        self.snapshot = self._ring.snapshot(since)
+        self.snapshot = self._ring.replay()
         self.position = self._ring.total_written
-        self.start = self.position - len(self.snapshot)
+        self.start = self._ring.start
         self._pending = bytearray()
         self.lagged = False
         return self.snapshot
@@ -225,8 +278,27 @@ class Viewer:
         """Stop receiving output; what was already received stays readable."""
         self._detach(self)
 
+    def _skip(self) -> None:
+        """Skip the unread output to its newest screenful (a screen viewer only)."""
+        assert self.screen_lines is not None
+        before = len(self._pending)
+        self._pending, skipped = skip_to_tail(
+            self._pending, lines=self.screen_lines, max_bytes=SCREEN_TAIL_BYTES
+        )
+        self.dropped += skipped
+        # The replayed state stands for the bytes skipped: once everything unread has been
+        # read, ``position`` is the stream offset again.
+        self.position += before - len(self._pending)
+
     def _feed(self, data: bytes) -> None:
         if self._closed:
+            return
+        if self.screen_lines is not None:
+            self._pending += data
+            if len(self._pending) > SCREEN_MAX_PENDING:
+                self._skip()
+            if len(self._pending) >= self._want:
+                self._ready.set()
             return
         if self.lagged:
             self.dropped += len(data)

@@ -140,14 +140,28 @@ class TerminalSession:
         """The newest output kept (from stream offset ``since`` when still kept)."""
         return self._ring.snapshot(since)
 
-    def attach(self, *, since: int | None = None, max_pending: int = VIEWER_MAX_PENDING) -> Viewer:
+    def attach(
+        self,
+        *,
+        since: int | None = None,
+        max_pending: int = VIEWER_MAX_PENDING,
+        screen: bool = False,
+    ) -> Viewer:
         """A new viewer: its ``snapshot`` to replay, then :meth:`Viewer.read` for live output.
 
         The snapshot is taken and the viewer registered in one synchronous step, so no byte
         falls between them or arrives twice. A session that already ended gives a closed
-        viewer with the final scrollback.
+        viewer with the final scrollback. ``screen``: a viewer that only draws the screen, to
+        be skipped to the newest screenful when output piles up (see ``ring``), never lagged.
         """
-        viewer = Viewer(self._ring, since, max_pending, detach=self.detach, label=self.id)
+        viewer = Viewer(
+            self._ring,
+            since,
+            max_pending,
+            detach=self.detach,
+            label=self.id,
+            screen_lines=self.rows + 1 if screen else None,
+        )
         if self.exited.is_set():
             viewer._close()
         else:
@@ -180,6 +194,9 @@ class TerminalSession:
         """Set the window size; the child gets SIGWINCH. Ignored once the session ended."""
         check_size(rows, cols)
         self.rows, self.cols = rows, cols
+        for viewer in self._viewers:
+            if viewer.screen_lines is not None:
+                viewer.screen_lines = rows + 1
         if self.running:
             with contextlib.suppress(OSError):  # the child ended meanwhile
                 self._proc.setwinsize(rows, cols)

@@ -5,9 +5,11 @@ permissions locally; a foreign Origin is refused) before this code — or the pt
 Frames: binary both ways for terminal bytes; text frames for JSON control messages.
 
 A viewer that falls behind is sent ``lagged``, a reset and the scrollback, then live output
-again. ``lag=BYTES`` on the attach makes that happen sooner and costs less: a viewer that draws a
-screen (the console's terminal pane) would rather skip a flood than show it late, and needs only
-the newest bytes of the scrollback to redraw.
+again. ``view=screen`` on the attach is for a client that only draws the screen (the console's
+terminal pane): it would rather skip a flood than show it late. Its scrollback and its live
+output are skipped to the newest screenful whenever they pile up, and while output streams it
+is sent at most one message per :data:`SCREEN_FRAME_S`: a flood costs it a screenful per frame,
+not every byte, and a keystroke's echo never waits behind megabytes in the socket.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse
 
 from kyros.core.app import Core
-from kyros.core.terminals import ViewerLagged
-from kyros.core.terminals.ring import VIEWER_MAX_PENDING
+from kyros.core.terminals import Viewer, ViewerLagged
+from kyros.core.terminals.ring import LINGER_MIN
 from kyros.core.terminals.session import TerminalSession
 from kyros.daemon.routes.deps import core
 from kyros.emulator import TerminalEmulator
@@ -38,8 +40,9 @@ CLOSE_NOT_FOUND = 4404
 #: While a program streams output, how long the first pty read waits for more before it is
 #: sent: one frame then carries many reads. Echoes and prompts are sent at once.
 FRAME_LINGER_S = 0.002
-#: The smallest ``lag`` an attach may ask for: a few frames of streaming output.
-MIN_LAG = 64 * 1024
+#: A screen viewer is sent streaming output at most this often (a display's frame): what
+#: comes meanwhile is skipped to the newest screenful.
+SCREEN_FRAME_S = 1 / 120
 
 
 def describe(s: TerminalSession) -> Terminal:
@@ -120,11 +123,10 @@ async def attach(websocket: WebSocket, ref: str) -> None:
         return
     await websocket.accept()
     _resize_from_query(websocket, session)
-    lag = _lag_from_query(websocket)
-    viewer = session.attach(max_pending=lag or VIEWER_MAX_PENDING)
+    viewer = session.attach(screen=websocket.query_params.get("view") == "screen")
     try:
         await websocket.send_bytes(viewer.snapshot)
-        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer, lag))
+        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer))
         incoming = asyncio.create_task(_pump_in(websocket, session))
         _, pending = await asyncio.wait({outgoing, incoming}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -148,29 +150,21 @@ def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
             session.resize(rows, cols)
 
 
-def _lag_from_query(websocket: WebSocket) -> int | None:
-    """``lag=BYTES``: how far behind the viewer may fall before it is resynced (and how much
-    scrollback the resync replays), within [MIN_LAG, VIEWER_MAX_PENDING]; None when absent."""
-    try:
-        lag = int(websocket.query_params.get("lag", "0"))
-    except ValueError:
-        return None
-    return min(max(lag, MIN_LAG), VIEWER_MAX_PENDING) if lag > 0 else None
-
-
-async def _pump_out(
-    websocket: WebSocket, session: TerminalSession, viewer: Any, lag: int | None
-) -> None:
+async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: Viewer) -> None:
+    screen = viewer.screen_lines is not None
     while True:
         try:
-            data = await viewer.read(linger=FRAME_LINGER_S)
+            # A screen viewer's output gathers during the pause after each streaming message.
+            data = await viewer.read(linger=0.0 if screen else FRAME_LINGER_S)
         except ViewerLagged:
             # Too slow a client: tell it, reset its screen, replay the scrollback, go on.
             await websocket.send_text(json.dumps({"type": "lagged", "dropped": viewer.dropped}))
-            data = b"\x1bc" + viewer.resync(lag)
+            data = b"\x1bc" + viewer.resync()
         if not data:
             break
         await websocket.send_bytes(data)
+        if screen and len(data) >= LINGER_MIN:
+            await asyncio.sleep(SCREEN_FRAME_S)
     if session.exited.is_set():
         await websocket.send_text(
             json.dumps({"type": "exit", "code": session.exit_code, "signal": session.signal})

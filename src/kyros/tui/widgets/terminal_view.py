@@ -5,11 +5,11 @@ I/O runs on Textual's own asyncio loop, never blocking it: an async worker holds
 WebSocket (:func:`kyros.client.attach.open_attach_async`) and queues what arrives; a drain task
 feeds the queue to the emulator in slices of :data:`DRAIN_SLICE_S`, so a keystroke is handled
 between two slices even while output floods in (see :mod:`kyros.tui.terminal_backlog`). The
-reader takes the next message only once the queue is fed: under a flood, output then waits in
-the daemon, which skips the pane to the newest output once it is :data:`LAG_BYTES` behind,
-instead of in queues here that a keystroke's echo would wait behind. Repaints are coalesced to
-one per :data:`FRAME_S` at most, and only rows the emulator reports changed (plus the cursor's)
-are drawn again.
+pane attaches as a *screen* viewer: under a flood the daemon sends it the newest screenful once
+a frame, not every byte. The reader takes the next message only once the queue is fed, so
+output waits in the daemon (which skips it) rather than in queues here that a keystroke's echo
+would wait behind. Only rows the emulator reports changed (plus the cursor's) are drawn again,
+at Textual's next frame.
 
 Every key goes to the program except ``ctrl+q`` (quit the console) and the leave key
 (:data:`LEAVE_KEY`; the app rebinds it to the ``detach_key`` setting through the keymap id
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,16 +45,8 @@ if TYPE_CHECKING:
 
     from kyros.client.discovery import DaemonTarget
 
-#: At most one repaint per frame (60 per second) however fast output comes.
-FRAME_S = 1 / 60
 #: Output is fed this long at a time before the loop runs other work (keys, repaints).
 DRAIN_SLICE_S = 0.002
-#: How far behind the daemon lets the pane fall before it skips it to the newest output. Output
-#: queued beyond it would delay a keystroke's echo, and the pane would skip it anyway: with the
-#: daemon's default (4 MiB) echoes took 100-600 ms under a flood, with this ~20 ms (p50). Below
-#: one read of the daemon (256 KiB) it resyncs more than it sends: ~125 ms (benchmarks/
-#: tui_terminal.py, 2 cores).
-LAG_BYTES = 512 * 1024
 
 
 def exit_note(code: int | None, signal: int | None) -> str:
@@ -126,8 +117,6 @@ class TerminalView(Widget, can_focus=True):
         self.backlog = Backlog(self.emulator.feed)
         #: ``{"code", "signal"}`` once the program ended.
         self.exited: dict[str, Any] | None = None
-        self.lagged = 0
-        self._restart = False  # the daemon skipped output: what comes next follows a gap
         self._conn: ClientConnection | None = None
         self._attaching = False
         self._detached = False
@@ -138,8 +127,6 @@ class TerminalView(Widget, can_focus=True):
         self._drain: asyncio.Task[None] | None = None
         self._fed = asyncio.Event()  # set while nothing waits to be fed
         self._fed.set()
-        self._paint_at: asyncio.TimerHandle | None = None
-        self._painted = 0.0
 
     # --- state ------------------------------------------------------------------------------
 
@@ -168,7 +155,7 @@ class TerminalView(Widget, can_focus=True):
     async def _connect(self, rows: int, cols: int) -> None:
         try:
             conn = await open_attach_async(
-                self.target, self.terminal_id, rows=rows, cols=cols, lag=LAG_BYTES
+                self.target, self.terminal_id, rows=rows, cols=cols, screen=True
             )
         except KyrosError as exc:
             self._attaching = False
@@ -218,8 +205,6 @@ class TerminalView(Widget, can_focus=True):
         self._detached = True
         if self._drain is not None:
             self._drain.cancel()
-        if self._paint_at is not None:
-            self._paint_at.cancel()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.group == "attach":
@@ -230,14 +215,7 @@ class TerminalView(Widget, can_focus=True):
     # --- output -----------------------------------------------------------------------------
 
     def _received(self, data: bytes) -> None:
-        if self._restart and data.startswith(b"\x1bc"):
-            # After ``lagged`` the daemon resets the screen and replays the newest scrollback.
-            # The screen here is kept instead: the replay is drawn over it with the modes and
-            # scrolling region in force, which the replay (a tail) may not set again.
-            self._restart = False
-            self.backlog.restart(data[2:])
-        else:
-            self.backlog.add(data)
+        self.backlog.add(data)
         self._fed.clear()
         if self._drain is None or self._drain.done():
             self._drain = asyncio.get_running_loop().create_task(self._drain_backlog())
@@ -245,9 +223,9 @@ class TerminalView(Widget, can_focus=True):
     async def _drain_backlog(self) -> None:
         try:
             while self.backlog.drain(DRAIN_SLICE_S):
-                self._changed()
+                self._mark_changed()
                 await asyncio.sleep(0)  # let keys, the reader and repaints in between slices
-            self._changed()
+            self._mark_changed()
         finally:
             self._fed.set()
 
@@ -261,10 +239,6 @@ class TerminalView(Widget, can_focus=True):
             self.exited = {"code": control.get("code"), "signal": control.get("signal")}
             self._note(exit_note(self.exited["code"], self.exited["signal"]))
             self.post_message(self.Exited(self, self.exited["code"], self.exited["signal"]))
-        elif kind == "lagged":
-            # Expected under a flood (the attach asked for it: LAG_BYTES); counted, not shown.
-            self.lagged += 1
-            self._restart = True
 
     def _note(self, text: str) -> None:
         """Show ``text`` reversed on a line of its own after the output."""
@@ -272,19 +246,11 @@ class TerminalView(Widget, can_focus=True):
 
     # --- drawing ----------------------------------------------------------------------------
 
-    def _changed(self) -> None:
-        """The emulator moved on: repaint now, or at the next frame if one was just drawn."""
-        if self._paint_at is not None:
-            return
-        wait = self._painted + FRAME_S - time.perf_counter()
-        if wait <= 0:
-            self._paint()
-        else:
-            self._paint_at = asyncio.get_running_loop().call_later(wait, self._paint)
+    def _mark_changed(self) -> None:
+        """The emulator moved on: mark the rows it changed (and the cursor's) for a repaint.
 
-    def _paint(self) -> None:
-        self._paint_at = None
-        self._painted = time.perf_counter()
+        Textual draws what is marked at its next frame, however often this is called: a second
+        gate here would only add up to a frame of delay to every echo."""
         rows = self.emulator.take_dirty()
         cursor = self.emulator.cursor if self.emulator.cursor_visible else None
         if cursor != self._cursor:
