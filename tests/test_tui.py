@@ -606,3 +606,32 @@ async def test_the_runs_table_rewrites_an_age_when_its_text_turns_over() -> None
         drawn = [table.render_line(y).text for y in (1, 2, 3)]
         assert ["r_1" in drawn[0], "1m" in drawn[0], "31m" in drawn[1]] == [True] * 3
         assert "r_3" in drawn[2] and "failed" in drawn[2] and "running" not in drawn[2]
+
+
+async def test_the_run_detail_built_while_the_console_closes_raises_nothing(
+    tui_daemon: Box,
+) -> None:
+    """The detail's actions and tabs are built from the screen's queue a frame late; when the
+    console quits first, that build runs while the detail is being taken down (it mounts
+    nothing) and must end quietly, not in a traceback over the user's terminal."""
+    from textual.app import App, ComposeResult
+
+    from kyros.tui.widgets.run_detail import RunDetail
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RunDetail(Connection(tui_daemon.daemon.client(), "unix://test"), id="detail")
+
+    app = Host()
+    async with app.run_test() as pilot:
+        detail = app.query_one(RunDetail)
+        await until(pilot, lambda: bool(detail.query(RunEvents)), "the detail's tabs")
+        late = RunDetail(Connection(tui_daemon.daemon.client(), "unix://test"), id="late")
+        await app.mount(late)
+        removing = late.remove()  # as on quitting: pruned, and a mount into it does nothing
+        late.show_run("r_test")
+        event = {"seq": 1, "type": "run.started", "data": {}, "ts": "2026-01-01T00:00:00Z"}
+        late.on_run_detail_events_arrived(RunDetail.EventsArrived("r_test", [event]))
+        await late._build()  # the delayed build, reaching it now
+        await removing
+        assert not late.query(RunEvents)

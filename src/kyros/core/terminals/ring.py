@@ -170,8 +170,8 @@ class Viewer:
     """One reader of a terminal's output: the scrollback to replay first, then the live bytes.
 
     ``snapshot`` is the scrollback from ``since`` (see :meth:`ScrollbackRing.replay`), from
-    stream offset ``start``; ``position`` is the offset of the next byte :meth:`read` returns, so a client that
-    reconnects can attach with ``since=position``.
+    stream offset ``start``; ``position`` is the offset of the next byte :meth:`read` returns,
+    so a client that reconnects can attach with ``since=position``.
     One task reads a viewer; each client attaches its own.
     """
 

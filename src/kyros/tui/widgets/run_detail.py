@@ -116,6 +116,10 @@ class RunDetail(Vertical):
         ):
             tabs.compose_add_child(pane)  # what `with TabbedContent():` does in a compose
         await self.mount_all([Horizontal(*buttons, id="actions"), tabs])
+        if not (self.app.is_running and tabs.is_mounted):
+            # The console is quitting: this ran from the screen's queue while the detail was
+            # being taken down, which mounts nothing.
+            return
         self._built = True
         if self._early:
             self.query_one(RunEvents).add(self._early)
