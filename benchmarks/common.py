@@ -29,6 +29,11 @@ from tests.support.postgres import PG_ADMIN_DSN, pg_admin
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true"}
+#: Where child interpreters keep their bytecode. An installed kyros runs from compiled modules;
+#: with ``PYTHONDONTWRITEBYTECODE`` set (as on some CI machines) every child would compile
+#: kyros's modules from source again (~1 ms each) while the anchors' packages load compiled.
+#: The first (warm-up) run of each command fills this cache for both.
+PYCACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "kyros-bench-pycache"
 
 
 @dataclass
@@ -112,9 +117,12 @@ def process_env(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("KYROS_") and not k.endswith("_API_KEY")
+        if not k.startswith("KYROS_")
+        and not k.endswith("_API_KEY")
+        and k != "PYTHONDONTWRITEBYTECODE"
     }
     env.update(OFFLINE_ENV)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env.update(xdg)
     env.update(extra)
     env["PYTHONPATH"] = os.pathsep.join([*(pythonpath or []), str(REPO)])
