@@ -300,3 +300,55 @@ async def test_the_leave_key_is_the_detach_key_setting(term_daemon: Daemon, tmp_
         await until(pilot, lambda: view.exited is not None, "cat to end on SIGQUIT")
         assert view.exited == {"code": None, "signal": 3}
         assert "[exited: signal 3]" in view.screen_text()
+
+
+SCREEN_PROGRAM = r"""
+import os, sys, time
+# A full-screen program's first draw: every cell addressed and coloured on its own (~30 KB,
+# no newline), then a word on the last row.
+cells = b"".join(
+    b"\x1b[%d;%dH\x1b[3%dm#" % (y, x, (x + y) % 7 + 1) for y in range(1, 24) for x in range(1, 81)
+)
+os.write(1, b"\x1b[?1049h\x1b[2J" + cells + b"\x1b[0m\x1b[24;1Hdrawn")
+time.sleep(600)
+"""
+
+
+async def test_attaching_to_a_full_screen_program_shows_its_whole_screen(
+    term_daemon: Daemon, tmp_path: Path
+) -> None:
+    """The attach's scrollback is drawn whole, however large the program's last redraw: a
+    screen cut to its last few KiB would leave most rows blank until the program redraws."""
+    script = tmp_path / "screen.py"
+    script.write_text(SCREEN_PROGRAM)
+    with term_daemon.client() as c:
+        term = c.create_terminal(
+            {
+                "name": "screen",
+                "cwd": str(tmp_path),
+                "command": [sys.executable, str(script)],
+                "rows": 24,
+                "cols": 80,
+            }
+        )
+        deadline = time.monotonic() + 30
+        while "drawn" not in c.terminal_logs(term["id"]):
+            assert time.monotonic() < deadline, "the program never drew its screen"
+            time.sleep(0.05)
+    app = console(term_daemon, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main.polls > 0, "the first poll")
+        app.main.action_terminals()
+        await until(pilot, lambda: terminals_screen(app) is not None, "the terminals screen")
+        screen = terminals_screen(app)
+        assert screen is not None
+        await screen.open_terminal(term)
+        await until(pilot, lambda: attached_view(app) is not None, "the attach")
+        view = attached_view(app)
+        assert view is not None
+        await until(pilot, lambda: "drawn" in view.screen_text(), "the program's last row")
+        rows = view.screen_text()
+        assert rows[:23] == ["#" * 80] * 23, rows[:3]
+        assert view.emulator.in_alternate_screen
+    with term_daemon.client() as c:
+        c.kill_terminal(term["id"])

@@ -16,7 +16,7 @@ replaying it onto a reset screen is correct.
 
 A *screen* viewer (one that draws the screen and keeps no scrollback, like the console's terminal
 pane) never lags: output that piles up for it is skipped to its newest screenful, with the modes
-and scrolling region the skipped part set replayed before it (:mod:`kyros.emulator.skipping`).
+and scrolling region the skipped part set replayed before it (:mod:`kyros.core.terminals.skipping`).
 What it skips would have scrolled off its screen unseen; a flood then costs the socket, and the
 client's emulator, a screenful per read instead of every byte.
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from kyros.emulator.skipping import ModeState, skip_to_tail
+from kyros.core.terminals.skipping import ModeState, skip_to_tail
 
 __all__ = [
     "DEFAULT_SCROLLBACK",

@@ -144,7 +144,6 @@ class TerminalView(Widget, can_focus=True):
         cols, rows = max(2, self.size.width), max(2, self.size.height)
         if (rows, cols) != (self.emulator.rows, self.emulator.cols):
             self.emulator.resize(rows, cols)
-            self.backlog.tail_lines = rows + 1
             self._strips.clear()
             self._send_control({"type": "resize", "rows": rows, "cols": cols})
         if not (self._attaching or self._conn or self.exited or self._detached):

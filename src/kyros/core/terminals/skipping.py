@@ -1,4 +1,4 @@
-"""Skipping through terminal output that comes faster than a screen can be drawn.
+"""Skipping through terminal output that comes faster than a screen viewer can draw it.
 
 A viewer that only draws the screen (the console's terminal pane has no scrollback) loses
 nothing visible when it skips everything but the newest screenful of a flood: the skipped lines
@@ -6,13 +6,13 @@ would have scrolled off anyway. Two things make the skip correct:
 
 - it starts where a line or an escape sequence starts (:func:`tail_start`), never inside one;
 - the state the skipped stretch set, and that the tail relies on, is replayed before the tail
-  (:func:`carried_state`): DEC modes (alternate screen, cursor keys, bracketed paste, cursor
+  (:class:`ModeState`): DEC modes (alternate screen, cursor keys, bracketed paste, cursor
   visibility, autowrap, origin) and the scrolling region, which a program that keeps a status
   line sets once and never again.
 
-:func:`skip_to_tail` does both. The daemon skips for a screen viewer (``view=screen`` on the
-attach) so the flood never crosses the socket; the console skips what still piles up in front of
-its emulator. Pure byte functions: no pyte here.
+:func:`skip_to_tail` does both, for a screen viewer of the daemon (``view=screen`` on the
+attach), so a flood never crosses the socket; the scrollback ring keeps a :class:`ModeState` of
+the bytes it has overwritten. Pure byte functions.
 """
 
 from __future__ import annotations
