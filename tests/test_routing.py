@@ -283,3 +283,30 @@ async def test_l4_a_failing_deployment_gets_no_request_while_it_rests(
     await asyncio.sleep(1.6)
     await router.complete(chain, MESSAGES, backend, ledger)
     assert len(fake_openai.requests) == 4  # rested: tried again (and failed again)
+
+
+# --- memory: a long answer --------------------------------------------------------------------
+
+
+async def test_a_long_stream_is_not_kept_chunk_by_chunk(backend: LiteLLMBackend) -> None:
+    """litellm keeps every chunk of a stream for its own logging (~3.5 KB each); kyros lets it
+    keep the last few, so a long answer costs the daemon its text, not thousands of objects."""
+    import gc
+
+    from litellm.types.utils import ModelResponseStream
+
+    alive: list[int] = []
+    deltas = 0
+
+    async def on_delta(delta: str) -> None:
+        nonlocal deltas
+        deltas += 1
+        if deltas == 2500:  # late in the answer: what is held now grew with it, or did not
+            alive.append(sum(isinstance(o, ModelResponseStream) for o in gc.get_objects()))
+
+    text = "".join(f"w{i:05d} " for i in range(3000))  # 3,000 chunks of 8 characters
+    with FakeOpenAI(default=Reply(text=text, chunk_size=8, completion_tokens=4321)) as srv:
+        request = Router()._request(model(srv, "long"), MESSAGES, None, None)
+        completion = await backend.complete(request, on_delta)
+    assert completion.text == text and completion.tokens_out == 4321  # nothing lost on the way
+    assert alive and alive[0] < 100, f"{alive[0]} chunks held 2,500 chunks into the answer"

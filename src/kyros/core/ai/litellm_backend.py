@@ -277,6 +277,7 @@ class LiteLLMBackend:
                 phase = "first_token"
                 timer.reschedule(min(total_at, loop.time() + limits[phase]))
                 async for chunk in stream:
+                    _forget_old_chunks(stream)
                     progressed = False
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
@@ -343,6 +344,23 @@ class LiteLLMBackend:
         price_cached = info.price_cached if info.price_cached is not None else price_in
         fresh = max(0, tokens_in - cached)
         return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
+
+
+#: Chunks of a stream litellm may keep: its repetition check reads the last two.
+KEPT_CHUNKS = 8
+
+
+def _forget_old_chunks(stream: Any) -> None:
+    """Let litellm keep only a stream's newest chunks.
+
+    litellm keeps every chunk of a stream (~3.5 KB each) to rebuild the whole answer for its
+    own logging and cost callbacks, which kyros does not use: kyros takes the text, tool calls
+    and usage as they pass. Kept, a ten-minute answer held ~20 MB until its end, and 100 runs
+    streaming at once grew the daemon by ~2 MB per run every 40 s.
+    """
+    chunks = getattr(stream, "chunks", None)
+    if isinstance(chunks, list) and len(chunks) > 2 * KEPT_CHUNKS:
+        del chunks[:-KEPT_CHUNKS]
 
 
 _INFO_CACHE: dict[str, ModelInfo] = {}
