@@ -406,3 +406,78 @@ def test_daemon_killed_mid_run_loses_no_run(
     finally:
         cli.kill()
         d.stop()
+
+
+def test_runs_are_listed_page_by_page_with_before(tmp_path: Path) -> None:
+    """Past any one page (``limit`` is at most 1,000), every run is reached by ``before``: the
+    pages follow the list's order with no run missed or repeated, also for runs created in the
+    same instant; an unknown ``before`` is a clear error."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from kyros import settings
+    from kyros.core.app import Core
+    from kyros.core.store import runs as runs_repo
+    from kyros.errors import NotFound
+
+    same_instant = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    env = {
+        "XDG_CONFIG_HOME": str(tmp_path / "c"),
+        "XDG_DATA_HOME": str(tmp_path / "d"),
+        "XDG_STATE_HOME": str(tmp_path / "s"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "r"),
+    }
+    (tmp_path / "ws").mkdir()
+
+    async def scenario() -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"
+        core = Core(settings.load({"database_url": url}, env=env))
+        await core.start(warm_backend=False)
+        try:
+            made = [
+                (await core.runs.create("plan", f"goal {n}", str(tmp_path / "ws"), model="demo"))[
+                    "id"
+                ]
+                for n in range(23)
+            ]
+            # Six runs created in one instant (the last six listed: a page ends among them):
+            # only their ids order them.
+            async with core.store.write() as conn:
+                for run_id in made[2:8]:
+                    await runs_repo.set_fields(conn, run_id, created_at=same_instant)
+            everything = await core.runs.list_runs(limit=1000)
+            seen: list[str] = []
+            before = None
+            while True:
+                page = await core.runs.list_runs(limit=4, before=before)
+                seen += [r["id"] for r in page]
+                if len(page) < 4:
+                    break
+                before = page[-1]["id"]
+            assert seen == [r["id"] for r in everything] and sorted(seen) == sorted(made)
+            assert seen[-6:] == sorted(made[2:8], reverse=True)
+            with pytest.raises(NotFound, match="r_nope"):
+                await core.runs.list_runs(before="r_nope")
+        finally:
+            await core.stop()
+
+    asyncio.run(scenario())
+
+
+def test_cli_runs_list_before_gives_the_next_page(shared_daemon: Daemon, workspace: Path) -> None:
+    with shared_daemon.client() as client:
+        for n in range(3):
+            client.create_run(
+                "plan", {"goal": f"page {n}", "workspace": str(workspace), "model": "demo"}
+            )
+        page = client.request("GET", "/v1/runs", params={"limit": 1})
+        assert page["next_before"] == page["runs"][0]["id"]
+    listed = json.loads(shared_daemon.cli("runs", "list", "--json", "--limit", "2").stdout)
+    assert len(listed) == 2
+    rest = json.loads(
+        shared_daemon.cli("runs", "list", "--json", "--before", listed[0]["id"]).stdout
+    )
+    assert rest and rest[0]["id"] == listed[1]["id"]
+    out = shared_daemon.cli("runs", "list", "--before", "r_nope")
+    assert out.returncode == 2 and "no run with id 'r_nope'" in out.stderr

@@ -130,6 +130,8 @@ class Run(BaseModel):
 
 class RunList(BaseModel):
     runs: list[Run]
+    #: Pass as ``before`` for the next page; None when this page is the last.
+    next_before: str | None = None
 
 
 class Finding(BaseModel):

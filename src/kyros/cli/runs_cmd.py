@@ -28,10 +28,17 @@ def list_runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 20,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            help="List the runs after this run id (the next page: pass the last id shown).",
+            metavar="RUN_ID",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Runs, newest first."""
-    runs = client().runs(status=status, kind=kind, limit=limit)
+    """Runs, newest first. For the next page, pass the last id shown to --before."""
+    runs = client().runs(status=status, kind=kind, limit=limit, before=before)
     if json_out:
         print_json(runs)
         return

@@ -191,10 +191,23 @@ class RunService:
         return run
 
     async def list_runs(
-        self, *, limit: int = 50, status: str | None = None, kind: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        status: str | None = None,
+        kind: str | None = None,
+        before: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Runs, newest first; ``before`` (a run id) gives the page after that run."""
         async with self.store.read() as conn:
-            return await runs_repo.list_runs(conn, limit=limit, status=status, kind=kind)
+            after = None
+            if before is not None:
+                after = await runs_repo.get(conn, before)
+                if after is None:
+                    raise NotFound(f"no run with id {before!r} to list the runs before")
+            return await runs_repo.list_runs(
+                conn, limit=limit, status=status, kind=kind, before=after
+            )
 
     async def review(self, run_id: str) -> dict[str, Any]:
         """A run's children, the assessments made by or about it, and its escalation steps."""

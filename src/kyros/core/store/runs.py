@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from kyros.core.store.bridge import Conn, first_row
 from kyros.core.store.schema import row_dict, runs, utcnow
@@ -42,9 +42,22 @@ async def get_for_update(conn: Conn, run_id: str) -> dict[str, Any] | None:
 
 
 async def list_runs(
-    conn: Conn, *, limit: int = 50, status: str | None = None, kind: str | None = None
+    conn: Conn,
+    *,
+    limit: int = 50,
+    status: str | None = None,
+    kind: str | None = None,
+    before: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """Runs newest first; with ``before`` (a run), only those listed after it: the next page."""
     query = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    if before is not None:
+        # Keyset paging on the list's own order: runs created in the same instant are told
+        # apart by id, so no run is skipped or listed twice between pages.
+        at = before["created_at"]
+        query = query.where(
+            or_(runs.c.created_at < at, and_(runs.c.created_at == at, runs.c.id < before["id"]))
+        )
     if status:
         query = query.where(runs.c.status == status)
     if kind:

@@ -51,12 +51,27 @@ async def list_runs(
     status: RunStatus | None = None,
     kind: RunKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    before: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_-]+$",
+            description="A run id: list the runs after it (the next page); see `next_before`.",
+        ),
+    ] = None,
 ) -> RunList:
-    """Runs, newest first."""
+    """Runs, newest first, a page of at most ``limit``; ``next_before`` continues the list."""
     rows = await c.runs.list_runs(
-        limit=limit, status=status.value if status else None, kind=kind.value if kind else None
+        limit=limit,
+        status=status.value if status else None,
+        kind=kind.value if kind else None,
+        before=before,
     )
-    return RunList(runs=[Run.model_validate(r) for r in rows])
+    return RunList(
+        runs=[Run.model_validate(r) for r in rows],
+        next_before=rows[-1]["id"] if len(rows) == limit else None,
+    )
 
 
 def _check_id(run_id: str) -> str:
