@@ -228,6 +228,7 @@ def test_a_flood_reaches_a_slow_screen_client_as_its_newest_screen(
                 received += len(message)
                 screen.feed(message)
                 time.sleep(0.02)  # a client that takes its time over each message
+                conn.send(json.dumps({"type": "drawn"}))
             else:
                 controls.append(json.loads(message))
         # A screen client attaching now is sent the newest screenful of the 2 MiB scrollback.
@@ -250,3 +251,38 @@ def test_a_flood_reaches_a_slow_screen_client_as_its_newest_screen(
     assert screen.application_cursor_keys  # set before the flood, carried over the skip
     # "row 000000\r\n" is 12 bytes: a tenth of the output crossed the socket, at most.
     assert received < count * 12 // 10, f"{received} bytes of {count * 12}"
+
+
+@pytest.mark.e2e
+def test_a_screen_client_is_sent_a_flood_only_as_fast_as_it_draws(
+    frames_daemon: Daemon, tmp_path: Path
+) -> None:
+    """Each message a screen client answers ``drawn`` lets the next one go; one that does not
+    answer is sent a couple of messages a second, not the flood."""
+    from kyros.client.attach import open_attach
+
+    term = _new(frames_daemon, "--cwd", str(tmp_path), "--", "/bin/sh", "-c", "read x; yes")
+    counts = {}
+    try:
+        for answers in (False, True):
+            conn = open_attach(_target(frames_daemon), term["id"], rows=24, cols=80, screen=True)
+            try:
+                conn.send(b"go\r")
+                messages, deadline = 0, time.monotonic() + 1.5
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        message = conn.recv(timeout=left)
+                    except TimeoutError:
+                        break
+                    if isinstance(message, bytes):
+                        messages += 1
+                        if answers:
+                            conn.send(json.dumps({"type": "drawn"}))
+                counts[answers] = messages
+            finally:
+                conn.close()
+    finally:
+        with frames_daemon.client() as c:
+            c.kill_terminal(term["id"])
+    assert counts[False] <= 8, counts  # the scrollback, one ahead, then one per 0.5 s
+    assert counts[True] >= 20, counts  # as fast as it draws, up to a frame each

@@ -7,9 +7,10 @@ Frames: binary both ways for terminal bytes; text frames for JSON control messag
 A viewer that falls behind is sent ``lagged``, a reset and the scrollback, then live output
 again. ``view=screen`` on the attach is for a client that only draws the screen (the console's
 terminal pane): it would rather skip a flood than show it late. Its scrollback and its live
-output are skipped to the newest screenful whenever they pile up, and while output streams it
-is sent at most one message per :data:`SCREEN_FRAME_S`: a flood costs it a screenful per frame,
-not every byte, and a keystroke's echo never waits behind megabytes in the socket.
+output are skipped to the newest screenful whenever they pile up. While output streams it is
+sent a message only once it has drawn all but the last (it answers each with ``{"type":
+"drawn"}``), and at most one per :data:`SCREEN_FRAME_S`: a flood costs it a screenful per frame
+it can draw, and a keystroke's echo never waits behind output queued in the socket.
 """
 
 from __future__ import annotations
@@ -43,6 +44,38 @@ FRAME_LINGER_S = 0.002
 #: A screen viewer is sent streaming output at most this often (a display's frame): what
 #: comes meanwhile is skipped to the newest screenful.
 SCREEN_FRAME_S = 1 / 120
+#: How long a screen viewer's ``drawn`` is waited for before the next message goes anyway: a
+#: client that never answers still sees its terminal, a couple of frames a second.
+SCREEN_DRAWN_WAIT_S = 0.5
+#: Messages a screen viewer may have in hand, not yet drawn, when the next one is sent: one
+#: travels while it draws the other. With none, each frame waited for the round trip, and a
+#: line flood's echo p99 rose from ~37 ms to ~45 ms; every one more adds a message's drawing
+#: time to how far behind a slow viewer falls (benchmarks/tui_terminal.py).
+SCREEN_AHEAD = 1
+
+
+class Drawn:
+    """How many output messages were sent to a client, and how many it said it drew."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.drawn = 0
+        self._room = asyncio.Event()
+
+    def one_more(self) -> None:
+        """The client drew one more message (``{"type": "drawn"}``)."""
+        self.drawn += 1
+        if self.drawn >= self.sent - SCREEN_AHEAD:
+            self._room.set()
+
+    async def caught_up(self, timeout: float) -> None:
+        """Until at most :data:`SCREEN_AHEAD` messages sent are not drawn yet, ``timeout``
+        seconds at most."""
+        if self.drawn >= self.sent - SCREEN_AHEAD:
+            return
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout)
 
 
 def describe(s: TerminalSession) -> Terminal:
@@ -124,10 +157,12 @@ async def attach(websocket: WebSocket, ref: str) -> None:
     await websocket.accept()
     _resize_from_query(websocket, session)
     viewer = session.attach(screen=websocket.query_params.get("view") == "screen")
+    drawn = Drawn()
     try:
+        drawn.sent += 1
         await websocket.send_bytes(viewer.snapshot)
-        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer))
-        incoming = asyncio.create_task(_pump_in(websocket, session))
+        outgoing = asyncio.create_task(_pump_out(websocket, session, viewer, drawn))
+        incoming = asyncio.create_task(_pump_in(websocket, session, drawn))
         _, pending = await asyncio.wait({outgoing, incoming}, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
@@ -150,21 +185,31 @@ def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
             session.resize(rows, cols)
 
 
-async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: Viewer) -> None:
+async def _pump_out(
+    websocket: WebSocket, session: TerminalSession, viewer: Viewer, drawn: Drawn
+) -> None:
     screen = viewer.screen_lines is not None
+    streaming = len(viewer.snapshot) >= LINGER_MIN
     while True:
+        if screen and streaming:
+            # The next message waits a frame, and for the client to have drawn the one before
+            # the last. Output meanwhile is skipped to the newest screenful, not queued in the
+            # socket.
+            await asyncio.sleep(SCREEN_FRAME_S)
+            await drawn.caught_up(SCREEN_DRAWN_WAIT_S)
+        skipped = viewer.dropped
         try:
-            # A screen viewer's output gathers during the pause after each streaming message.
             data = await viewer.read(linger=0.0 if screen else FRAME_LINGER_S)
+            # A flood's newest screenful can be small (``yes``): what was skipped tells.
+            streaming = len(data) >= LINGER_MIN or viewer.dropped > skipped
         except ViewerLagged:
             # Too slow a client: tell it, reset its screen, replay the scrollback, go on.
             await websocket.send_text(json.dumps({"type": "lagged", "dropped": viewer.dropped}))
             data = b"\x1bc" + viewer.resync()
         if not data:
             break
+        drawn.sent += 1
         await websocket.send_bytes(data)
-        if screen and len(data) >= LINGER_MIN:
-            await asyncio.sleep(SCREEN_FRAME_S)
     if session.exited.is_set():
         await websocket.send_text(
             json.dumps({"type": "exit", "code": session.exit_code, "signal": session.signal})
@@ -172,7 +217,7 @@ async def _pump_out(websocket: WebSocket, session: TerminalSession, viewer: View
     await websocket.close()
 
 
-async def _pump_in(websocket: WebSocket, session: TerminalSession) -> None:
+async def _pump_in(websocket: WebSocket, session: TerminalSession, drawn: Drawn) -> None:
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -185,6 +230,9 @@ async def _pump_in(websocket: WebSocket, session: TerminalSession) -> None:
                 control = json.loads(message["text"])
             except ValueError:
                 continue
-            if isinstance(control, dict) and control.get("type") == "resize":
+            kind = control.get("type") if isinstance(control, dict) else None
+            if kind == "drawn":
+                drawn.one_more()
+            elif kind == "resize":
                 with contextlib.suppress(KyrosError, TypeError, ValueError):
                     session.resize(int(control["rows"]), int(control["cols"]))

@@ -6,10 +6,10 @@ WebSocket (:func:`kyros.client.attach.open_attach_async`) and queues what arrive
 feeds the queue to the emulator in slices of :data:`DRAIN_SLICE_S`, so a keystroke is handled
 between two slices even while output floods in (see :mod:`kyros.tui.terminal_backlog`). The
 pane attaches as a *screen* viewer: under a flood the daemon sends it the newest screenful once
-a frame, not every byte. The reader takes the next message only once the queue is fed, so
-output waits in the daemon (which skips it) rather than in queues here that a keystroke's echo
-would wait behind. Only rows the emulator reports changed (plus the cursor's) are drawn again,
-at Textual's next frame.
+a frame, not every byte. Each message is answered ``drawn`` once it is fed, and the daemon
+sends the next only then: output waits in the daemon (which skips it) rather than in the socket
+or in queues here that a keystroke's echo would wait behind. Only rows the emulator reports
+changed (plus the cursor's) are drawn again, at Textual's next frame.
 
 Every key goes to the program except ``ctrl+q`` (quit the console) and the leave key
 (:data:`LEAVE_KEY`; the app rebinds it to the ``detach_key`` setting through the keymap id
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 #: Output is fed this long at a time before the loop runs other work (keys, repaints).
 DRAIN_SLICE_S = 0.002
+#: What a screen viewer answers each output message with, once it is fed to the emulator.
+DRAWN = json.dumps({"type": "drawn"})
 
 
 def exit_note(code: int | None, signal: int | None) -> str:
@@ -179,6 +181,10 @@ class TerminalView(Widget, can_focus=True):
                 if isinstance(message, bytes):
                     self._received(message)
                     await self._fed.wait()
+                    # The daemon may send the next one. It may also have said ``exit`` and
+                    # closed meanwhile: that message is still to be read, below.
+                    with contextlib.suppress(ConnectionClosed):
+                        await conn.send(DRAWN)
                 else:
                     self._control(message)
         except ConnectionClosed:
