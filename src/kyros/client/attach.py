@@ -7,8 +7,8 @@ A client that falls more than 4 MiB behind is sent ``lagged``, a reset and the s
 live output again. A *screen* client (``screen=True``: it draws the screen and keeps no
 scrollback) is never lagged: output that piles up for it is skipped to the newest screenful. It
 answers each output message with ``{"type": "drawn"}`` once drawn; while output streams the
-daemon sends the next message only once all but the last are drawn (or after half a second
-without an answer).
+daemon sends the next message only once all but the last two are drawn (or after half a
+second without an answer).
 
 :func:`open_attach` blocks (the CLI's `kyros term attach`); :func:`open_attach_async` is the
 same connection for an asyncio loop (the console's terminal pane). Both refuse with the same

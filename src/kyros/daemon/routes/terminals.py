@@ -8,9 +8,10 @@ A viewer that falls behind is sent ``lagged``, a reset and the scrollback, then 
 again. ``view=screen`` on the attach is for a client that only draws the screen (the console's
 terminal pane): it would rather skip a flood than show it late. Its scrollback and its live
 output are skipped to the newest screenful whenever they pile up. While output streams it is
-sent a message only once it has drawn all but the last (it answers each with ``{"type":
-"drawn"}``), and at most one per :data:`SCREEN_FRAME_S`: a flood costs it a screenful per frame
-it can draw, and a keystroke's echo never waits behind output queued in the socket.
+sent a message only once it has drawn all but the last :data:`SCREEN_AHEAD` (it answers each
+with ``{"type": "drawn"}``), and at most one per :data:`SCREEN_FRAME_S`: a flood costs it a
+screenful per frame it can draw, and a keystroke's echo never waits behind output queued in the
+socket.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ SCREEN_FRAME_S = 1 / 120
 #: How long a screen viewer's ``drawn`` is waited for before the next message goes anyway: a
 #: client that never answers still sees its terminal, a couple of frames a second.
 SCREEN_DRAWN_WAIT_S = 0.5
-#: Messages a screen viewer may have in hand, not yet drawn, when the next one is sent: one
-#: travels while it draws the other. With none, each frame waited for the round trip, and a
-#: line flood's echo p99 rose from ~37 ms to ~45 ms; every one more adds a message's drawing
-#: time to how far behind a slow viewer falls (benchmarks/tui_terminal.py).
-SCREEN_AHEAD = 1
+#: Messages a screen viewer may have in hand, not yet drawn, when the next one is sent: they
+#: travel while it draws. Each one more adds a message's drawing time to how far behind a slow
+#: viewer may fall; each one less makes a frame wait for the round trip. A line flood's echo
+#: p99 with 0, 1, 2: ~45, 36-44, 28-32 ms; a flood of cells (64 KiB messages): ~120, 126-151,
+#: 157-177 ms, against ~380 ms with no answer waited for (benchmarks/tui_terminal.py).
+SCREEN_AHEAD = 2
 
 
 class Drawn:
@@ -192,9 +194,9 @@ async def _pump_out(
     streaming = len(viewer.snapshot) >= LINGER_MIN
     while True:
         if screen and streaming:
-            # The next message waits a frame, and for the client to have drawn the one before
-            # the last. Output meanwhile is skipped to the newest screenful, not queued in the
-            # socket.
+            # The next message waits a frame, and for the client to have drawn all but the
+            # last few sent. Output meanwhile is skipped to the newest screenful, not queued in
+            # the socket.
             await asyncio.sleep(SCREEN_FRAME_S)
             await drawn.caught_up(SCREEN_DRAWN_WAIT_S)
         skipped = viewer.dropped
