@@ -75,6 +75,22 @@ def attached_view(app: KyrosApp) -> TerminalView | None:
     return view if view is not None and view.attached else None
 
 
+async def open_in_pane(
+    app: KyrosApp, pilot: Pilot[Any], term: dict[str, Any]
+) -> tuple[TerminalsScreen, TerminalView]:
+    """Open the terminals screen and ``term`` in a tab of it, once the WebSocket is open."""
+    await until(pilot, lambda: app.main.polls > 0, "the first poll")
+    app.main.action_terminals()
+    await until(pilot, lambda: terminals_screen(app) is not None, "the terminals screen")
+    screen = terminals_screen(app)
+    assert screen is not None
+    await screen.open_terminal(term)
+    await until(pilot, lambda: attached_view(app) is not None, "the attach")
+    view = attached_view(app)
+    assert view is not None
+    return screen, view
+
+
 def listed(d: Daemon, terminal_id: str) -> dict[str, Any]:
     with d.client() as c:
         return c.terminal(terminal_id)
@@ -245,15 +261,7 @@ async def test_a_full_screen_program_gets_its_keys(term_daemon: Daemon, tmp_path
         )
     app = console(term_daemon, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.main.polls > 0, "the first poll")
-        app.main.action_terminals()
-        await until(pilot, lambda: terminals_screen(app) is not None, "the terminals screen")
-        screen = terminals_screen(app)
-        assert screen is not None
-        await screen.open_terminal(term)
-        await until(pilot, lambda: attached_view(app) is not None, "the attach")
-        view = attached_view(app)
-        assert view is not None
+        _, view = await open_in_pane(app, pilot, term)
         await until(pilot, lambda: view.screen_text()[0] == "ready", "the program's screen")
         assert view.emulator.in_alternate_screen and view.emulator.application_cursor_keys
         await pilot.press("up", "ctrl+p", "tab", "escape")
@@ -282,15 +290,7 @@ async def test_the_leave_key_is_the_detach_key_setting(term_daemon: Daemon, tmp_
         leave_key=key_name(detach_key_byte("ctrl-b")),
     )
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.main.polls > 0, "the first poll")
-        app.main.action_terminals()
-        await until(pilot, lambda: terminals_screen(app) is not None, "the terminals screen")
-        screen = terminals_screen(app)
-        assert screen is not None
-        await screen.open_terminal(term)
-        await until(pilot, lambda: attached_view(app) is not None, "the attach")
-        view = attached_view(app)
-        assert view is not None
+        screen, view = await open_in_pane(app, pilot, term)
         assert "^b leaves a terminal" in str(screen.query_one("#terms-head").render())
         await pilot.press("ctrl+b")
         await until(pilot, lambda: isinstance(app.focused, Tabs), "the focus on the tab bar")
@@ -337,15 +337,7 @@ async def test_attaching_to_a_full_screen_program_shows_its_whole_screen(
             time.sleep(0.05)
     app = console(term_daemon, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.main.polls > 0, "the first poll")
-        app.main.action_terminals()
-        await until(pilot, lambda: terminals_screen(app) is not None, "the terminals screen")
-        screen = terminals_screen(app)
-        assert screen is not None
-        await screen.open_terminal(term)
-        await until(pilot, lambda: attached_view(app) is not None, "the attach")
-        view = attached_view(app)
-        assert view is not None
+        _, view = await open_in_pane(app, pilot, term)
         await until(pilot, lambda: "drawn" in view.screen_text(), "the program's last row")
         rows = view.screen_text()
         assert rows[:23] == ["#" * 80] * 23, rows[:3]
