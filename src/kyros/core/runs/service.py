@@ -200,13 +200,13 @@ class RunService:
     ) -> list[dict[str, Any]]:
         """Runs, newest first; ``before`` (a run id) gives the page after that run."""
         async with self.store.read() as conn:
-            after = None
+            anchor = None  # the run the page starts after
             if before is not None:
-                after = await runs_repo.get(conn, before)
-                if after is None:
+                anchor = await runs_repo.get(conn, before)
+                if anchor is None:
                     raise NotFound(f"no run with id {before!r} to list the runs before")
             return await runs_repo.list_runs(
-                conn, limit=limit, status=status, kind=kind, before=after
+                conn, limit=limit, status=status, kind=kind, before=anchor
             )
 
     async def review(self, run_id: str) -> dict[str, Any]:

@@ -197,11 +197,8 @@ class Viewer:
         self.position = ring.total_written
         #: The stream offset the snapshot's scrollback starts from.
         self.start = min(max(since or 0, ring.start), self.position)
-        if screen_lines is not None:  # its screen is all it draws of the scrollback
-            tail, _ = skip_to_tail(
-                bytearray(self.snapshot), lines=screen_lines, max_bytes=SCREEN_TAIL_BYTES
-            )
-            self.snapshot = bytes(tail)
+        if self.screen:  # its screen is all it draws of the scrollback
+            self.snapshot = bytes(self._screenful(bytearray(self.snapshot))[0])
         self._ring = ring
         self._detach = detach
         self._label = label
@@ -229,7 +226,7 @@ class Viewer:
                     f"viewer fell more than {self.max_pending} bytes behind terminal "
                     f"{self._label}; resync from the scrollback"
                 )
-            if self.screen_lines is not None and len(self._pending) > SCREEN_SKIP_FROM:
+            if self.screen and len(self._pending) > SCREEN_SKIP_FROM:
                 self._skip()
             pending = len(self._pending)
             if pending:
@@ -278,13 +275,21 @@ class Viewer:
         """Stop receiving output; what was already received stays readable."""
         self._detach(self)
 
-    def _skip(self) -> None:
-        """Skip the unread output to its newest screenful (a screen viewer only)."""
+    @property
+    def screen(self) -> bool:
+        """Whether this viewer only draws the screen: skipped to its newest screenful, never
+        lagged."""
+        return self.screen_lines is not None
+
+    def _screenful(self, data: bytearray) -> tuple[bytearray, int]:
+        """``data`` skipped to the newest screenful, and the bytes skipped (a screen viewer)."""
         assert self.screen_lines is not None
+        return skip_to_tail(data, lines=self.screen_lines, max_bytes=SCREEN_TAIL_BYTES)
+
+    def _skip(self) -> None:
+        """Skip the unread output to its newest screenful."""
         before = len(self._pending)
-        self._pending, skipped = skip_to_tail(
-            self._pending, lines=self.screen_lines, max_bytes=SCREEN_TAIL_BYTES
-        )
+        self._pending, skipped = self._screenful(self._pending)
         self.dropped += skipped
         # The replayed state stands for the bytes skipped: once everything unread has been
         # read, ``position`` is the stream offset again.
@@ -293,7 +298,7 @@ class Viewer:
     def _feed(self, data: bytes) -> None:
         if self._closed:
             return
-        if self.screen_lines is not None:
+        if self.screen:
             self._pending += data
             if len(self._pending) > SCREEN_MAX_PENDING:
                 self._skip()

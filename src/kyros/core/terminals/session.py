@@ -195,7 +195,7 @@ class TerminalSession:
         check_size(rows, cols)
         self.rows, self.cols = rows, cols
         for viewer in self._viewers:
-            if viewer.screen_lines is not None:
+            if viewer.screen:
                 viewer.screen_lines = rows + 1
         if self.running:
             with contextlib.suppress(OSError):  # the child ended meanwhile

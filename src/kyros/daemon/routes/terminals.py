@@ -64,16 +64,21 @@ class Drawn:
         self.drawn = 0
         self._room = asyncio.Event()
 
+    @property
+    def _has_room(self) -> bool:
+        """At most :data:`SCREEN_AHEAD` messages sent are not drawn yet."""
+        return self.drawn >= self.sent - SCREEN_AHEAD
+
     def one_more(self) -> None:
         """The client drew one more message (``{"type": "drawn"}``)."""
         self.drawn += 1
-        if self.drawn >= self.sent - SCREEN_AHEAD:
+        if self._has_room:
             self._room.set()
 
     async def caught_up(self, timeout: float) -> None:
-        """Until at most :data:`SCREEN_AHEAD` messages sent are not drawn yet, ``timeout``
-        seconds at most."""
-        if self.drawn >= self.sent - SCREEN_AHEAD:
+        """Until the client has caught up (see :attr:`_has_room`), ``timeout`` seconds at
+        most."""
+        if self._has_room:
             return
         self._room.clear()
         with contextlib.suppress(TimeoutError):
@@ -190,7 +195,7 @@ def _resize_from_query(websocket: WebSocket, session: TerminalSession) -> None:
 async def _pump_out(
     websocket: WebSocket, session: TerminalSession, viewer: Viewer, drawn: Drawn
 ) -> None:
-    screen = viewer.screen_lines is not None
+    screen = viewer.screen
     streaming = len(viewer.snapshot) >= LINGER_MIN
     while True:
         if screen and streaming:
