@@ -88,6 +88,16 @@ def env_var_for(provider: str) -> str:
     return PROVIDER_KEYS.get(provider) or f"{provider.upper()}_API_KEY"
 
 
+def key_fingerprint(key: str, salt: str) -> str:
+    """A keyed fingerprint of ``key``: equal for equal keys under one ``salt``, and telling
+    nothing of the key (HMAC-SHA256, 64 bits). A daemon hands these out under a salt of its
+    own so a client can tell whether both hold the same key without either sending one."""
+    import hashlib
+    import hmac
+
+    return hmac.new(salt.encode(), key.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def validate_key(key: str) -> str:
     """Return the key without one trailing newline, or raise UsageError.
 

@@ -72,6 +72,19 @@ RunRef = Annotated[CleanStr, Field(min_length=1, max_length=64)]
 Stage = Literal["plan", "implement", "critic"]
 
 
+class RunChoices(_Wire):
+    """Settings the client resolved from its own environment or a trusted project file, sent
+    with the run because the daemon reads neither (ADR 0017). For this run they stand where
+    the daemon's ``model`` and ``api_base`` settings would."""
+
+    model: Name | None = None
+    api_base: Annotated[CleanStr, Field(max_length=2048)] | None = None
+    #: Where the client found each (``env KYROS_MODEL``, ``project config (…)``), for the record.
+    sources: dict[Name, Annotated[CleanStr, Field(max_length=MAX_PATH_CHARS + 64)]] = Field(
+        default_factory=dict, max_length=8
+    )
+
+
 class RunCreate(_Wire):
     """Body of ``POST /v1/runs/{kind}``. Kind-specific fields are refused by other kinds."""
 
@@ -92,6 +105,8 @@ class RunCreate(_Wire):
     continue_run: RunRef | None = None
     #: A spending cap for this run in USD, checked before every model call.
     budget: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    #: The client's own settings for this run (see :class:`RunChoices`).
+    settings: RunChoices | None = None
 
 
 class Approval(_Wire):
@@ -496,10 +511,43 @@ class ConfigEntry(BaseModel):
     value: Any
     source: str
     secret: bool = False
+    #: A value the config file now holds that takes effect after a daemon restart.
+    pending: Any = None
+    pending_source: str | None = None
 
 
 class ConfigView(BaseModel):
     entries: list[ConfigEntry]
+
+
+class KeySeen(BaseModel):
+    """A provider key the daemon holds: its variable, where it came from, a fingerprint."""
+
+    env_var: str
+    #: ``environment`` (the daemon's own) or ``stored key`` (keyring or kyros's file).
+    source: str
+    #: HMAC-SHA256 of the key under :attr:`DaemonView.key_salt`, 16 hex digits; never the key.
+    fingerprint: str
+
+
+class DaemonView(BaseModel):
+    """The daemon as a client compares it with what it sees itself (ADR 0017)."""
+
+    pid: int
+    started_at: datetime
+    #: Started in the background by a client, not by the user's `kyros daemon serve`.
+    autostarted: bool
+    #: No job queued or running and no terminal open: a restart would interrupt nothing.
+    idle: bool
+    activity: str
+    config_file: str
+    config_read_at: datetime
+    #: Why the changed config file cannot be used (runs are refused until it is fixed).
+    config_error: str | None = None
+    #: Settings changed in the config file that take effect after a restart.
+    restart_needed: list[str]
+    key_salt: str
+    keys: list[KeySeen]
 
 
 class ErrorBody(BaseModel):

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import sys
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -42,6 +38,14 @@ def serve(
         int | None,
         typer.Option("--workers", min=1, max=256, help="Concurrent jobs.", show_default=False),
     ] = None,
+    autostarted: Annotated[
+        bool,
+        typer.Option(
+            "--autostarted",
+            hidden=True,
+            help="Started in the background by a client, which may restart it while idle.",
+        ),
+    ] = False,
 ) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     from kyros.daemon.server import TcpOptions, parse_listen
@@ -54,14 +58,7 @@ def serve(
         tcp = TcpOptions(
             host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, allow_insecure=insecure_no_tls
         )
-    run_server(loaded, tcp)
-
-
-def _status_record() -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(settings().paths.status_file.read_text()))
-    except (OSError, ValueError):
-        return None
+    run_server(loaded, tcp, autostarted=autostarted)
 
 
 @app.command("start")
@@ -77,46 +74,41 @@ def start(json_out: JsonOpt = False) -> None:
         typer.echo(f"kyros daemon {health['version']} running (pid {health['pid']})")
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; an exited child its parent has not reaped yet counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 @app.command("stop")
 def stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for running jobs.")] = 20.0,
 ) -> None:
     """Stop the local background daemon; running jobs finish or go back to the queue."""
-    record = _status_record()
-    if not record:
+    from kyros.client.lifecycle import stop_local
+
+    pid = stop_local(settings(), timeout)
+    if pid is None:
         typer.echo("no local kyros daemon is running")
+    else:
+        typer.echo(f"stopped kyros daemon (pid {pid})")
+
+
+@app.command("restart")
+def restart(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for running jobs.")] = 20.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop the local daemon and start a new one in the background with this shell's
+    environment: the way to hand it provider keys or KYROS_* settings exported since it started.
+
+    Running jobs finish or go back to the queue, and the new daemon takes them up; terminals
+    the daemon owns end.
+    """
+    from kyros.cli.state import GLOBALS
+    from kyros.client.lifecycle import restart_local
+
+    old, c = restart_local(settings(), GLOBALS.daemon, GLOBALS.token, timeout)
+    health = c.health()
+    if json_out:
+        print_json({"stopped_pid": old, **health})
         return
-    pid = int(record["pid"])
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        typer.echo("no local kyros daemon is running (removed a stale record)")
-        settings().paths.status_file.unlink(missing_ok=True)
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            typer.echo(f"stopped kyros daemon (pid {pid})")
-            return
-        time.sleep(0.05)
-    sys.stderr.write(
-        f"kyros: daemon pid {pid} did not stop within {timeout:.0f}s; "
-        f"`kill -9 {pid}` forces it (its jobs are re-queued after their lease)\n"
-    )
-    raise typer.Exit(1)
+    before = f"stopped pid {old}; " if old is not None else ""
+    typer.echo(f"kyros daemon {health['version']} restarted ({before}now pid {health['pid']})")
 
 
 @app.command("status")

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from kyros.cli.state import print_jsonl
 from kyros.client.event_words import PHASES, event_line
+
+if TYPE_CHECKING:
+    from kyros.settings import Loaded
 
 #: A run that stops to wait for a human ends the follow: the terminal is not held hostage.
 PAUSE_EVENTS = frozenset({"approval.requested"})
 
 
 def follow(
-    c: Any, run: dict[str, Any], *, jsonl: bool, quiet: bool, reconnect: float = 30.0
+    c: Any,
+    run: dict[str, Any],
+    *,
+    jsonl: bool,
+    quiet: bool,
+    reconnect: float = 30.0,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
-    """Stream the run's events until it ends or waits for approval; show progress on a TTY."""
+    """Stream the run's events until it ends or waits for approval; show progress on a TTY.
+
+    With ``loaded`` and a local daemon, a daemon that dies meanwhile is started again, as
+    every command starts one, and the stream resumes after the last event seen: the run's
+    job goes back to the queue when its lease expires and the new daemon takes it up."""
     progress = None if (jsonl or quiet or not sys.stderr.isatty()) else _Progress()
+    revive = _reviver(loaded) if loaded is not None and c.target.local else None
     try:
-        for event in c.events(run["id"], reconnect_for=reconnect, stop_on=PAUSE_EVENTS):
+        for event in c.events(
+            run["id"], reconnect_for=reconnect, stop_on=PAUSE_EVENTS, revive=revive
+        ):
             if jsonl:
                 print_jsonl(event)
             elif progress is not None:
@@ -29,6 +46,23 @@ def follow(
         if progress is not None:
             progress.stop()
     return dict(c.run(run["id"]))
+
+
+def _reviver(loaded: Loaded) -> Callable[[], None]:
+    def revive() -> None:
+        from kyros.cli.state import client
+
+        sys.stderr.write("kyros: the daemon stopped answering; starting one and resuming\n")
+        sys.stderr.flush()
+        fresh = client(loaded)  # starts a local daemon when none answers
+        pid = fresh.health()["pid"]
+        fresh.close()
+        sys.stderr.write(
+            f"kyros: daemon pid {pid} answers; the run goes on once its job is taken up again\n"
+        )
+        sys.stderr.flush()
+
+    return revive
 
 
 def _plain_progress(event: dict[str, Any]) -> None:

@@ -102,10 +102,13 @@ def _start(
     """Create the run, then follow it (or detach) and exit with its outcome's code."""
     if json_out and jsonl:
         raise typer.BadParameter("choose one of --json and --jsonl")
+    from kyros.cli.daemon_sync import sync_keys
     from kyros.cli.state import client, settings
 
     loaded = settings(workspace=root)
-    c = client(loaded)
+    c = sync_keys(loaded, client(loaded))
+    # What this shell and a trusted project file choose: the daemon reads neither (ADR 0017).
+    body = {**body, "settings": loaded.run_choices() or None}
     run = c.create_run(kind, {k: v for k, v in body.items() if v is not None})
     if detach:
         if json_out:
@@ -117,7 +120,9 @@ def _start(
             )
         return
     try:
-        final = follow(c, run, jsonl=jsonl, quiet=json_out, reconnect=loaded.reconnect_seconds)
+        final = follow(
+            c, run, jsonl=jsonl, quiet=json_out, reconnect=loaded.reconnect_seconds, loaded=loaded
+        )
     except KeyboardInterrupt:
         sys.stderr.write(
             f"\nkyros: detached; run {run['id']} goes on in the daemon. "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -174,6 +175,10 @@ class Client:
     def config(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/config")["entries"])
 
+    def daemon(self) -> dict[str, Any]:
+        """The daemon's own view: pid, start, idle, config file, key fingerprints."""
+        return dict(self.request("GET", "/v1/daemon"))
+
     def usage(
         self,
         by: str = "model",
@@ -225,16 +230,21 @@ class Client:
         follow: bool = True,
         reconnect_for: float = 30.0,
         stop_on: frozenset[str] = frozenset(),
+        revive: Callable[[], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream a run's events from ``seq > after``. A dropped connection is resumed with
         ``Last-Event-ID`` for up to ``reconnect_for`` seconds: no event is lost or repeated.
-        The stream ends after the run's final event, or after any type in ``stop_on``."""
+        The stream ends after the run's final event, or after any type in ``stop_on``.
+
+        ``revive`` is called once per outage when the daemon stops answering (a local
+        client starts a new daemon there); ``reconnect_for`` counts again from its return."""
         last = after
         failing_since: float | None = None
+        revived = False
         while True:
             try:
                 for event in self._stream_once(run_id, last, follow):
-                    failing_since = None
+                    failing_since, revived = None, False
                     if "seq" not in event:  # stream.end: the run has nothing more
                         return
                     if event["seq"] <= last:
@@ -249,6 +259,11 @@ class Client:
                 failing_since = failing_since or time.monotonic()
             except DaemonUnreachable:
                 failing_since = failing_since or time.monotonic()
+                if revive is not None and not revived:
+                    revived = True
+                    with contextlib.suppress(DaemonUnreachable):
+                        revive()
+                        failing_since = time.monotonic()
             if time.monotonic() - failing_since > reconnect_for:
                 raise DaemonUnreachable(
                     f"lost the event stream of run {run_id} and could not resume it within "

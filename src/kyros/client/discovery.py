@@ -71,7 +71,7 @@ def spawn_local(loaded: Loaded) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with log_file.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "kyros", "daemon", "serve"],
+            [sys.executable, "-m", "kyros", "daemon", "serve", "--autostarted"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -133,6 +133,10 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
             f"{data.get('from')}: {_failure(data)}; falling back to {data.get('to')}"
             + _discarded(data)
         )
+    if kind == "run.attempt_lost":
+        return f"attempt lost: {data.get('reason')}; it will be retried"
+    if kind == "run.retried":
+        return f"retrying the run (attempt {data.get('attempt')})"
     if kind == "model.waiting":
         return f"every model for this call is resting; waiting {data.get('seconds')}s"
     return None

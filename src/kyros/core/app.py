@@ -11,6 +11,8 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
+import secrets
 import threading
 from datetime import timedelta
 from typing import Any
@@ -24,6 +26,7 @@ from kyros.core.ai.router import RoutePolicy, Router
 from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
+from kyros.core.live_settings import LiveSettings
 from kyros.core.runs.critic import CriticExecutor
 from kyros.core.runs.implement import ImplementExecutor
 from kyros.core.runs.pipeline import PipelineExecutor
@@ -33,9 +36,12 @@ from kyros.core.store import agents as agents_repo
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import ledger, revision
 from kyros.core.store.engine import Store
+from kyros.core.store.schema import utcnow
 from kyros.core.terminals.manager import TerminalManager
+from kyros.credentials import key_fingerprint
 from kyros.errors import KyrosError, NotFound, UsageError
 from kyros.settings import ROLES, Loaded
+from kyros.settings.model import Settings
 
 log = logging.getLogger("kyros.core")
 
@@ -65,10 +71,21 @@ class Core:
     """One daemon's orchestration core."""
 
     def __init__(
-        self, loaded: Loaded, *, backend: LLMBackend | None = None, migrate_on_start: bool = True
+        self,
+        loaded: Loaded,
+        *,
+        backend: LLMBackend | None = None,
+        migrate_on_start: bool = True,
+        autostarted: bool = False,
     ) -> None:
         self.loaded = loaded
         s = loaded.settings
+        self.started_at = utcnow()
+        #: Started in the background by a client (not by the user's `kyros daemon serve`):
+        #: a client may then restart it for the user while it is idle (ADR 0017).
+        self.autostarted = autostarted
+        # Keys are compared by keyed fingerprints under a salt of this process (ADR 0017).
+        self._key_salt = secrets.token_hex(16)
         self.store = Store(loaded.database_url)
         self.bus = EventBus()
         self.registry = HandlerRegistry()
@@ -100,7 +117,10 @@ class Core:
             wake=self.pool.wake,
             cancel_local=self.pool.cancel_local,
         )
+        self.live = LiveSettings(loaded, self._apply_settings)
+        self.runs.settings_check = self.live.require_usable
         self.registry.give_up = self.runs.give_up
+        self.registry.lost = self.runs.attempt_lost
         self.terminals = TerminalManager(
             scrollback=s.terminal_scrollback, inherit_env=s.terminal_env
         )
@@ -127,6 +147,60 @@ class Core:
         )
         for module in s.plugins:
             self._load_plugin(module)
+
+    def _apply_settings(self, s: Settings) -> None:
+        """A changed config file's settings, applied where runs read them."""
+        self.catalogue.settings = s
+        self.router.policy = RoutePolicy.from_settings(s)
+        self.runs.max_attempts = s.max_attempts
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in effect now (the config file re-read when it changed)."""
+        self.live.check()
+        return self.live.effective
+
+    async def daemon_view(self) -> dict[str, Any]:
+        """This daemon as `kyros config show` and a starting run compare it with the client:
+        who started it and when, whether it is idle, its config file, and a keyed fingerprint
+        of each provider key it holds (never a key)."""
+        self.live.check()
+        async with self.store.read() as conn:
+            counts = await jobs_repo.counts(conn)
+        queued, running = counts.get("queued", 0), counts.get("running", 0)
+        terminals = sum(1 for t in self.terminals.list() if t.running)
+        busy = [
+            f"{n} {what}"
+            for n, what in ((running, "running job(s)"), (queued, "queued job(s)"))
+            if n
+        ]
+        if terminals:
+            busy.append(f"{terminals} terminal(s)")
+        await self.keys.refresh()
+        keys = []
+        for var, key in sorted(self.keys().items()):
+            keys.append(
+                {
+                    "env_var": var,
+                    "source": "environment"
+                    if self.loaded.provider_keys.get(var) == key
+                    else "stored key",
+                    "fingerprint": key_fingerprint(key, self._key_salt),
+                }
+            )
+        return {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "autostarted": self.autostarted,
+            "idle": not busy,
+            "activity": ", ".join(busy) or "idle",
+            "config_file": str(self.loaded.paths.config_file),
+            "config_read_at": self.live.read_at,
+            "config_error": self.live.error,
+            "restart_needed": self.live.restart_needed,
+            "key_salt": self._key_salt,
+            "keys": keys,
+        }
 
     def _load_plugin(self, name: str) -> None:
         try:
@@ -272,7 +346,7 @@ class Core:
             out.append(
                 {
                     **agent,
-                    "model": agent["model"] or self.loaded.settings.model,
+                    "model": agent["model"] or self.settings.model,
                     "status": status,
                     "current_run": run_id,
                 }
@@ -289,6 +363,7 @@ class Core:
     async def models(self) -> list[dict[str, Any]]:
         """Every model kyros could use (`kyros models list`): the catalogue's entries with
         limits and prices from the provider's price list, and each one's cooldown (or None)."""
+        self.live.check()
         await self.catalogue.refresh()
         backend = await self._backend_or_none()
         info = backend.model_info if backend is not None else None
@@ -305,8 +380,9 @@ class Core:
     def model_roles(self) -> dict[str, list[str]]:
         """Per role, the names its calls try in order: its model, then its fallbacks."""
         table: dict[str, list[str]] = {}
+        roles = self.settings.roles
         for role in ROLES:
-            spec = self.loaded.settings.roles.get(role)
+            spec = roles.get(role)
             primary = self.catalogue.role_model(role)
             if primary is None:
                 with contextlib.suppress(KyrosError):
@@ -317,6 +393,7 @@ class Core:
 
     async def test_model(self, name: str) -> dict[str, Any]:
         """One tiny call to ``name`` (`kyros models test`), written to the ledger."""
+        self.live.check()
         await self.catalogue.refresh()
         backend = await asyncio.to_thread(self.backend)
         return await probe.test_model(self.catalogue, self.router, backend, self.store, name)

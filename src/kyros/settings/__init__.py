@@ -37,13 +37,17 @@ if TYPE_CHECKING:
 __all__ = [
     "REPO_FORBIDDEN",
     "ROLES",
+    "RUN_KEYS",
     "SECRET_KEYS",
     "Loaded",
+    "ProjectFile",
+    "config_stamp",
     "detach_key_byte",
     "find_project_config",
     "load",
     "redact",
     "redact_url",
+    "reread",
 ]
 
 T = TypeVar("T")
@@ -70,8 +74,30 @@ REPO_FORBIDDEN = frozenset(
     }
 )
 
+#: Settings a client sends with each run it starts when its own environment or a trusted
+#: project file sets them: a daemon reads neither (ADR 0017).
+RUN_KEYS = ("model", "api_base")
+
 #: Keys whose values are secrets: printed as "***" everywhere.
 SECRET_KEYS = frozenset({"token"})
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """A project's ``.kyros.toml`` and whether the user trusts it (only then is it applied)."""
+
+    path: Path
+    trusted: bool
+
+    @property
+    def hint(self) -> str:
+        """What the user can do about it, in one line."""
+        if self.trusted:
+            return f"trusted: its settings apply to runs in {self.path.parent}"
+        return (
+            f"not trusted, so its settings are ignored; to apply them add "
+            f'"{self.path.parent}" to trusted_projects in your config.toml'
+        )
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,8 @@ class Loaded:
     provider_keys: dict[str, str] = field(default_factory=dict, repr=False)
     #: The environment switches of the OS keyring lookup (``CI``, ``KYROS_KEYRING``).
     keyring_env: dict[str, str] = field(default_factory=dict)
+    #: The workspace's ``.kyros.toml`` and its trust state (None: no workspace or no file).
+    project: ProjectFile | None = None
 
     @cached_property
     def _checked(self) -> tuple[Settings, dict[str, str]]:
@@ -139,6 +167,21 @@ class Loaded:
     def reconnect_seconds(self) -> float:
         """The ``reconnect_seconds`` setting: how long a lost event stream is resumed."""
         return self._light("reconnect_seconds", DEFAULT_RECONNECT_SECONDS, _reconnect_seconds)
+
+    def run_choices(self) -> dict[str, Any]:
+        """What a run started from here carries (``{"model": …, "sources": {"model": "env
+        KYROS_MODEL"}}``): each of :data:`RUN_KEYS` that this process's environment or the
+        trusted project file sets. The daemon reads the user's config file itself."""
+        choices: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for key in RUN_KEYS:
+            source = self.source_of(key)
+            if source.startswith(("env ", "project config")):
+                choices[key] = self._light(key, None, _text)
+                sources[key] = source
+        if choices:
+            choices["sources"] = sources
+        return choices
 
     def source_of(self, key: str) -> str:
         """Where ``key``'s value came from (``default`` when nothing set it)."""
@@ -234,6 +277,49 @@ def find_project_config(start: Path) -> Path | None:
     return None
 
 
+def _trusted(values: dict[str, Any]) -> set[str]:
+    listed = values.get("trusted_projects", [])
+    if isinstance(listed, str):  # KYROS_TRUSTED_PROJECTS=a,b before the schema splits it
+        listed = listed.split(",")
+    if not isinstance(listed, list):
+        return set()
+    return {str(Path(str(p).strip()).expanduser().resolve()) for p in listed if str(p).strip()}
+
+
+def config_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a config file from the next (inode, size, modification time
+    in ns), or None when there is no file: a running daemon compares it to re-read the file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def reread(loaded: Loaded, *, check: bool = True) -> Loaded:
+    """``loaded`` with the user's config file read again, as a running daemon does when the
+    file changed. Values from the environment and flags stay: a running process's environment
+    does not change. Raises ``UsageError`` (with ``check``) when the file is now invalid."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config_file = loaded.paths.config_file
+    for key, value in _read_toml(config_file).items():
+        values[key], sources[key] = value, f"user config ({config_file})"
+    for key, source in loaded.raw_sources.items():
+        if source.startswith("env ") or source == "flag":
+            values[key], sources[key] = loaded.raw[key], source
+    fresh = Loaded(
+        raw=values,
+        raw_sources=sources,
+        paths=loaded.paths,
+        provider_keys=loaded.provider_keys,
+        keyring_env=loaded.keyring_env,
+    )
+    if check:
+        fresh.settings  # noqa: B018 - checks every value now
+    return fresh
+
+
 def load(
     overrides: dict[str, Any] | None = None,
     *,
@@ -251,17 +337,20 @@ def load(
     paths = paths_mod.resolve(env)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    project: ProjectFile | None = None
 
     for key, value in _read_toml(paths.config_file).items():
         values[key], sources[key] = value, f"user config ({paths.config_file})"
 
     if workspace is not None:
-        project_file = find_project_config(workspace)
-        trusted = {str(Path(p).resolve()) for p in values.get("trusted_projects", [])}
-        if project_file is not None and str(project_file.parent) in trusted:
-            for key, value in _read_toml(project_file).items():
-                if key not in REPO_FORBIDDEN:
-                    values[key], sources[key] = value, f"project config ({project_file})"
+        found = find_project_config(workspace)
+        if found is not None:
+            # Trust is the user's alone: only their own config file grants it.
+            project = ProjectFile(found, str(found.parent) in _trusted(values))
+        if project is not None and project.trusted:
+            for key, value in _read_toml(project.path).items():
+                if key not in REPO_FORBIDDEN and key != "trusted_projects":
+                    values[key], sources[key] = value, f"project config ({found})"
 
     for name, raw in env.items():
         key = name[len("KYROS_") :]
@@ -279,6 +368,7 @@ def load(
         paths=paths,
         provider_keys={k: v for k, v in env.items() if k.endswith("_API_KEY") and v},
         keyring_env={k: env[k] for k in ("CI", "KYROS_KEYRING") if env.get(k)},
+        project=project,
     )
     if check:
         loaded.settings  # noqa: B018 - checks every value now

@@ -49,6 +49,10 @@ class Catalogue:
         self.keys = keys
         self._refresh = refresh
 
+    def choosing(self, values: dict[str, Any]) -> Catalogue:
+        """This catalogue with some settings (``model``, ``api_base``) chosen for one run."""
+        return Catalogue(self.settings.model_copy(update=values), self.keys, self._refresh)
+
     async def refresh(self) -> None:
         """Re-read the key sources now (a key may have been stored a moment ago)."""
         if self._refresh is not None:

@@ -57,6 +57,9 @@ class JobContext:
 Handler = Callable[[JobContext], Awaitable[Any]]
 #: Called in the transaction that gives up on a job (failed, dead-lettered or cancelled).
 GiveUp = Callable[[Conn, int, str | None, str, str], Awaitable[list[dict[str, Any]]]]
+#: Called in the transaction that re-queues a job whose attempt was lost (job id, run id, how
+#: many times it stalled): the run's record of it.
+Lost = Callable[[Conn, int, str | None, int], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -65,6 +68,7 @@ class HandlerRegistry:
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     give_up: GiveUp | None = None
+    lost: Lost | None = None
 
     def register(self, kind: str, handler: Handler) -> None:
         if kind in self.handlers:

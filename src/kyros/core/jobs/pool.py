@@ -285,6 +285,10 @@ class WorkerPool:
                                 "failed",
                                 f"dead-lettered after {r.stalls} stalls",
                             )
+                        elif not r.dead and self.registry.lost is not None:
+                            published += await self.registry.lost(
+                                conn, r.job_id, r.run_id, r.stalls
+                            )
                 self.bus.publish(published)
                 for r in reaped:
                     log.warning(

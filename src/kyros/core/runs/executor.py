@@ -45,6 +45,12 @@ class RunExecutor:
                 )
             self.runs.bus.publish([started])
             run["status"] = "running"
+        elif ctx.job.attempts > 1:
+            # The same job again: an earlier attempt was lost (reaped) or released (the
+            # daemon stopped). The run goes on from what its events and outputs hold.
+            await self.runs.emit(
+                run_id, "run.retried", {"attempt": ctx.job.attempts, "job_id": ctx.job.id}
+            )
         try:
             return await self.execute(run, ctx)
         except BudgetExhausted as exc:

@@ -59,6 +59,9 @@ class RunService:
     max_attempts: int = 3
     wake: Callable[[], None] = lambda: None
     cancel_local: Callable[[int], bool] = lambda job_id: False
+    #: Called before a run is created: raises when the settings cannot be used right now
+    #: (the daemon's config file changed into something invalid).
+    settings_check: Callable[[], None] = lambda: None
 
     def resolve(
         self, model: str | None, api_base: str | None, role: str | None = None
@@ -83,11 +86,15 @@ class RunService:
         params: dict[str, Any] | None = None,
         parent_id: str | None = None,
         internal: dict[str, Any] | None = None,
+        choices: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Validate a run's inputs, then store it with its job (nothing is queued on error).
 
         ``internal`` carries what only kyros itself sets (a revision's findings and worktree);
-        the API has no way to pass it.
+        the API has no way to pass it. ``choices`` are the settings the client resolved from
+        its own environment or trusted project file (``model``, ``api_base`` and their
+        ``sources``): for this run they stand where the daemon's own ``model`` and ``api_base``
+        settings would (below ``model``/``api_base`` given for the run and the agent's model).
         """
         if kind not in KINDS:
             raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(sorted(KINDS))}")
@@ -100,6 +107,10 @@ class RunService:
             raise InvalidInput("workspace must be an absolute path")
         if not root.is_dir():
             raise InvalidInput(f"workspace {workspace!r} is not a directory")
+        self.settings_check()
+        choices = {k: v for k, v in (choices or {}).items() if v is not None}
+        sources = dict(choices.pop("sources", None) or {})
+        catalogue = self.catalogue.choosing(choices) if choices else self.catalogue
         await self.catalogue.refresh()
         agent_name = agent or DEFAULT_AGENT.get(kind, "implementer")
         async with self.store.read() as conn:
@@ -118,11 +129,11 @@ class RunService:
         self._check_refs(kind, params, refs)
         if kind == "critic" and not model and not profile.model:
             judged = refs.get("target_run") or parent
-            model = self.catalogue.other_family(judged["model"] if judged else None)
+            model = catalogue.other_family(judged["model"] if judged else None)
             if model is None and judged is not None:
                 # No other vendor is configured: review with the implementer's own model.
                 model, api_base = judged["model"], api_base or judged.get("api_base")
-        resolved = self.resolve(model or profile.model, api_base, ROLE_OF_KIND.get(kind))
+        resolved = catalogue.resolve(model or profile.model, api_base, role=ROLE_OF_KIND.get(kind))
         run_id = new_id("r")
         async with self.store.write() as conn:
             if parent is not None and parent.get("thread_id"):
@@ -148,12 +159,15 @@ class RunService:
                 conn, kind, {"run_id": run_id}, run_id=run_id, max_attempts=self.max_attempts
             )
             await runs_repo.set_fields(conn, run_id, job_id=job_id)
-            event = await events_repo.append(
-                conn,
-                run_id,
-                "run.queued",
-                {"kind": kind, "model": resolved.name, "agent": agent_name, "job_id": job_id},
-            )
+            queued: dict[str, Any] = {
+                "kind": kind,
+                "model": resolved.name,
+                "agent": agent_name,
+                "job_id": job_id,
+            }
+            if sources:  # where the client found the settings it sent, for the record
+                queued["settings_from"] = {k: v for k, v in sources.items() if k in choices}
+            event = await events_repo.append(conn, run_id, "run.queued", queued)
         self.bus.publish([event])
         self.wake()
         return await self.get(run_id)
@@ -391,6 +405,22 @@ class RunService:
                 pending=None,
             )
         ]
+
+    async def attempt_lost(
+        self, conn: Conn, job_id: int, run_id: str | None, stalls: int
+    ) -> list[dict[str, Any]]:
+        """The queue re-queued a run's job whose worker stopped renewing its lease (a daemon
+        killed or hung): the run's events say so; the next attempt says ``run.retried``."""
+        if run_id is None:
+            return []
+        run = await runs_repo.get(conn, run_id)
+        if run is None or run["status"] in TERMINAL_STATUSES:
+            return []
+        reason = "its worker stopped renewing the lease (the daemon was killed or hung)"
+        event = await events_repo.append(
+            conn, run_id, "run.attempt_lost", {"job_id": job_id, "stalls": stalls, "reason": reason}
+        )
+        return [event]
 
     async def give_up(
         self, conn: Conn, job_id: int, run_id: str | None, status: str, reason: str

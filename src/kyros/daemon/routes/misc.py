@@ -11,6 +11,7 @@ from kyros.daemon.routes.deps import core
 from kyros.protocol import (
     ConfigEntry,
     ConfigView,
+    DaemonView,
     Job,
     JobList,
 )
@@ -32,5 +33,13 @@ async def list_jobs(
 
 @router.get("/config", response_model=ConfigView)
 async def config(c: Annotated[Core, Depends(core)]) -> ConfigView:
-    """The daemon's effective settings and where each came from; secrets redacted."""
-    return ConfigView(entries=[ConfigEntry.model_validate(e) for e in c.loaded.entries()])
+    """The daemon's effective settings and where each came from; secrets redacted. The config
+    file is re-read when it changed; a changed setting read only at start shows ``pending``."""
+    return ConfigView(entries=[ConfigEntry.model_validate(e) for e in c.live.entries()])
+
+
+@router.get("/daemon", response_model=DaemonView)
+async def daemon(c: Annotated[Core, Depends(core)]) -> DaemonView:
+    """This daemon: pid, start time, whether a client started it and whether it is idle, its
+    config file, and a keyed fingerprint of each provider key it holds (never a key)."""
+    return DaemonView.model_validate(await c.daemon_view())

@@ -41,6 +41,7 @@ async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(
         api_base=body.api_base,
         agent=body.agent,
         params=params,
+        choices=body.settings.model_dump(exclude_none=True) if body.settings else None,
     )
     return Run.model_validate(run)
 
