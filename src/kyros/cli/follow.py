@@ -31,7 +31,7 @@ def follow(
     every command starts one, and the stream resumes after the last event seen: the run's
     job goes back to the queue when its lease expires and the new daemon takes it up."""
     progress = None if (jsonl or quiet or not sys.stderr.isatty()) else _Progress()
-    revive = _reviver(loaded) if loaded is not None and c.target.local else None
+    revive = reviver(loaded) if loaded is not None and c.target.local else None
     try:
         for event in c.events(
             run["id"], reconnect_for=reconnect, stop_on=PAUSE_EVENTS, revive=revive
@@ -48,7 +48,9 @@ def follow(
     return dict(c.run(run["id"]))
 
 
-def _reviver(loaded: Loaded) -> Callable[[], None]:
+def reviver(loaded: Loaded) -> Callable[[], None]:
+    """What a follower of a local daemon calls when it stops answering: start one again."""
+
     def revive() -> None:
         from kyros.cli.state import client
 

@@ -131,7 +131,15 @@ def events(
     """The run's event log from the start (or --after N), then live until it ends."""
     loaded = settings()
     c = client(loaded)
-    stream = c.events(run_id, after=after, follow=follow, reconnect_for=loaded.reconnect_seconds)
+    from kyros.cli.follow import reviver
+
+    stream = c.events(
+        run_id,
+        after=after,
+        follow=follow,
+        reconnect_for=loaded.reconnect_seconds,
+        revive=reviver(loaded) if c.target.local and follow else None,
+    )
     if json_out:
         print_json(list(stream))
         return
