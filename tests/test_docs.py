@@ -56,3 +56,24 @@ def test_cli_reference_is_current(tmp_path: Path) -> None:
     assert out.read_text() == (DOCS / "cli.md").read_text(), (
         "regenerate: typer kyros.cli.main utils docs --name kyros --output docs/cli.md"
     )
+
+
+def test_readme_names_every_command_the_console_and_a_remote_client() -> None:
+    from kyros.cli.main import LAZY_GROUPS
+
+    readme = (DOCS.parent / "README.md").read_text()
+    for group in LAZY_GROUPS:
+        assert f"`kyros {group}" in readme, group
+    for needle in (
+        "`kyros tui`",
+        "restart",
+        "(docs/cli.md)",
+        "--daemon https://",
+        "KYROS_DAEMON=",
+        "KYROS_TOKEN=",
+        "'.[test,dev]'",
+        # The first command, exactly as tests/test_first_hour.py plays it.
+        'kyros run plan "add a --verbose flag" --workspace examples/greeter --model demo',
+    ):
+        assert needle in readme, needle
+    assert "soon" not in readme.lower()
