@@ -109,8 +109,9 @@ def test_the_readme_then_a_key_kyros_model_config_toml_and_a_trusted_project(
         project = tmp_path / "project"
         shutil.copytree(REPO / "examples/greeter", project)
         (project / ".kyros.toml").write_text('model = "openai/from-project"\n')
-        _plan(env, project)
+        ignored = _plan(env, project)
         assert _asked_for(fake_openai) == "from-config"
+        assert f"{project / '.kyros.toml'} is not trusted" in ignored["stderr"]
         text = _ok(run_cli(env, "config", "show", "-w", str(project))).stdout
         assert "not trusted" in text and "trusted_projects" in text
         config.write_text(f'model = "openai/from-config"\ntrusted_projects = ["{project}"]\n')

@@ -106,6 +106,8 @@ def _start(
     from kyros.cli.state import client, settings
 
     loaded = settings(workspace=root)
+    if loaded.project is not None and not loaded.project.trusted:
+        sys.stderr.write(f"kyros: note: {loaded.project.path} is {loaded.project.hint}\n")
     c = sync_keys(loaded, client(loaded))
     # What this shell and a trusted project file choose: the daemon reads neither (ADR 0017).
     body = {**body, "settings": loaded.run_choices() or None}

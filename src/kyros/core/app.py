@@ -234,6 +234,7 @@ class Core:
         if stale:
             log.warning("settled %d model call(s) left in flight by an earlier daemon", stale)
         await self.keys.refresh()
+        await self.pool.void_dead_local_leases()
         self.pool.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="kyros-store-maintenance")
         if warm_backend:

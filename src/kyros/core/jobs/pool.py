@@ -46,6 +46,21 @@ class PoolConfig:
     shutdown_grace_seconds: float = 10.0
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs here; a zombie (exited, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 class WorkerPool:
     """Runs up to ``config.workers`` jobs at a time from the durable queue."""
 
@@ -67,6 +82,29 @@ class WorkerPool:
         self.last_error: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
+
+    async def void_dead_local_leases(self) -> int:
+        """End the leases held by earlier daemons of this machine whose process is gone (a
+        ``kill -9``), so their jobs are re-queued at the reaper's next pass instead of after
+        the lease (30 s by default) runs out. Only for a store no other machine shares
+        (SQLite): a pid says nothing about a process on another host of the same name."""
+        if self.store.is_postgres:
+            return 0
+        host = socket.gethostname()
+        dead = []
+        async with self.store.read() as conn:
+            owners = await jobs_repo.lease_owners(conn)
+        for owner in owners:
+            name, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            if owner != self.owner and name == host and pid.isdigit() and not _alive(int(pid)):
+                dead.append(owner)
+        if not dead:
+            return 0
+        async with self.store.write() as conn:
+            voided = await jobs_repo.void_leases(conn, dead)
+        log.warning("%d job(s) held by a daemon that died are re-queued now", voided)
+        return voided
 
     def start(self) -> None:
         self._tasks = [

@@ -234,6 +234,27 @@ async def heartbeat(conn: Conn, owner: str, lease_seconds: float) -> dict[int, t
     return {int(r.id): (int(r.fencing_token), bool(r.cancel_requested)) for r in rows}
 
 
+async def lease_owners(conn: Conn) -> list[str]:
+    """The owners holding a lease right now."""
+    rows = await conn.execute(
+        select(jobs.c.lease_owner).where(jobs.c.status == "running").distinct()
+    )
+    return [str(r.lease_owner) for r in rows if r.lease_owner]
+
+
+async def void_leases(conn: Conn, owners: Sequence[str]) -> int:
+    """End the leases ``owners`` hold now (their processes are known to be gone): the reaper's
+    next pass re-queues the jobs, counting a stall as for any lost attempt."""
+    if not owners:
+        return 0
+    result = await conn.execute(
+        update(jobs)
+        .where(jobs.c.status == "running", jobs.c.lease_owner.in_(list(owners)))
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    return int(result.rowcount or 0)
+
+
 @dataclass(frozen=True)
 class Reaped:
     job_id: int
