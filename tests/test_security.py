@@ -343,8 +343,19 @@ RUNTIME_CASES = {
 }
 
 
+#: The runtime dir's parent ($XDG_RUNTIME_DIR) is shared: the daemon must not create its
+#: directory there at all (another user could rename it away and serve a socket of their own).
+PARENT_CASES = {
+    "parent_world_writable": (0o777, "is writable by other users without the sticky bit"),
+    "parent_group_writable": (0o770, "is writable by other users without the sticky bit"),
+}
+
+
 def _prepare_runtime(case: str, runtime: Path) -> None:
     runtime.parent.mkdir(mode=0o700, exist_ok=True)
+    if case in PARENT_CASES:
+        runtime.parent.chmod(PARENT_CASES[case][0])
+        return
     if case == "symlink":
         target = runtime.parent / "elsewhere"
         target.mkdir(mode=0o700)
@@ -377,7 +388,7 @@ def attempts(tcp_daemon: TcpDaemon) -> Iterator[dict[str, Attempt]]:
 
         results: dict[str, Attempt] = {}
         try:
-            for case in RUNTIME_CASES:
+            for case in [*RUNTIME_CASES, *PARENT_CASES]:
                 if case == "foreign_owner" and os.getuid() != 0:
                     continue  # only root can hand a directory to another user
                 env = sqlite_env(stack.enter_context(xdg_dirs()))
@@ -424,6 +435,16 @@ def test_unsafe_runtime_dir_is_refused(attempts: dict[str, Attempt], case: str) 
     if case in ("world_writable", "group_writable"):
         # Refused, not quietly "fixed": the user must look at who else could have been in there.
         assert stat.S_IMODE(a.runtime_dir.stat().st_mode) & 0o022
+
+
+@pytest.mark.parametrize("case", list(PARENT_CASES))
+def test_runtime_dir_in_a_shared_parent_is_refused(attempts: dict[str, Attempt], case: str) -> None:
+    a = attempts[case]
+    assert a.returncode == 2, a.stderr
+    assert f"refusing to start: {a.runtime_dir.parent} {PARENT_CASES[case][1]}" in a.stderr
+    assert f"chmod 700 {a.runtime_dir.parent}" in a.stderr
+    assert "Traceback" not in a.stderr
+    assert not a.runtime_dir.exists()  # nothing created in the shared directory
 
 
 def _nothing_listens(port: int) -> bool:

@@ -31,7 +31,7 @@ from kyros.daemon import logs
 from kyros.daemon.app import HotReads, create_app
 from kyros.daemon.guard import LOCAL_HOSTS, Guard
 from kyros.errors import Conflict, UsageError
-from kyros.paths import UnsafeDirectory, ensure_private_dir, write_private_file
+from kyros.paths import UnsafeDirectory, ensure_runtime_dir, write_private_file
 from kyros.settings import Loaded
 
 log = logging.getLogger("kyros.daemon")
@@ -84,7 +84,7 @@ class _Server(uvicorn.Server):
 def instance_lock(loaded: Loaded) -> Iterator[IO[str]]:
     paths = loaded.paths
     try:
-        ensure_private_dir(paths.runtime_dir)
+        ensure_runtime_dir(paths.runtime_dir)
     except UnsafeDirectory as exc:
         raise UsageError(f"refusing to start: {exc}") from None
     handle = paths.lock_file.open("a+")
