@@ -29,8 +29,9 @@ from kyros.core.ai.keys import credentials_for
 from kyros.core.app import Core
 from kyros.daemon import logs
 from kyros.daemon.app import HotReads, create_app
-from kyros.daemon.guard import LOCAL_HOSTS, Guard
+from kyros.daemon.guard import LOCAL_HOSTS, Guard, allowed_names
 from kyros.errors import Conflict, UsageError
+from kyros.hosts import MalformedHost, canonical_name
 from kyros.paths import UnsafeDirectory, ensure_runtime_dir, write_private_file
 from kyros.settings import Loaded
 
@@ -152,6 +153,15 @@ def check_tcp(opts: TcpOptions) -> None:
         )
 
 
+def tcp_hosts(loaded: Loaded, tcp: TcpOptions) -> frozenset[str]:
+    """The names a TCP listener answers to: localhost and loopback, its listen address, this
+    machine's name, and the ``allowed_hosts`` setting (``--allow-host``)."""
+    names = {*LOCAL_HOSTS, tcp.host, *loaded.settings.allowed_hosts}
+    with contextlib.suppress(MalformedHost):  # a machine name no client could send as a Host
+        names.add(canonical_name(socket.gethostname()))
+    return allowed_names(names)
+
+
 def serve(loaded: Loaded, tcp: TcpOptions | None = None) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     if tcp is not None:
@@ -220,7 +230,8 @@ async def _run(
     sockets = [[unix_sock]]
     if tcp_sock is not None and tcp is not None:
         verifier = tokens.TokenVerifier(loaded.paths.token_hash_file)
-        hosts = LOCAL_HOSTS | {tcp.host.lower(), socket.gethostname().lower()}
+        hosts = tcp_hosts(loaded, tcp)
+        app.state.tcp = {"listen": f"{tcp.host}:{tcp.port}", "allowed_hosts": sorted(hosts)}
         servers.append(
             _Server(
                 uvicorn.Config(

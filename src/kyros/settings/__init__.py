@@ -65,8 +65,10 @@ REPO_FORBIDDEN = frozenset(
         "budget_agent",
         "budget_project",
         "budget_day",
-        # A repository must not choose what of the user's environment its terminals see.
+        # A repository must not choose what of the user's environment its terminals see,
+        # nor which names the daemon answers to.
         "terminal_env",
+        "allowed_hosts",
     }
 )
 

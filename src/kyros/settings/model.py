@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kyros.errors import UsageError
+from kyros.hosts import MalformedHost, canonical_name
 from kyros.settings.checks import (
     DEFAULT_DETACH_KEY,
     DEFAULT_RECONNECT_SECONDS,
@@ -171,6 +172,11 @@ class Settings(BaseModel):
         default=DEFAULT_DETACH_KEY,
         description="Key that detaches `kyros term attach`: ctrl-LETTER, ctrl-\\, ctrl-] ….",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra host names and IP addresses a TCP daemon answers to (its clients' "
+        "Host); localhost, loopback, the listen address and this machine's name always are.",
+    )
     log_level: str = Field(default="INFO", description="Daemon log level.")
     plugins: list[str] = Field(
         default_factory=list, description="Python modules whose register() adds job kinds."
@@ -189,6 +195,14 @@ class Settings(BaseModel):
     @classmethod
     def _no_secrets_in_terminals(cls, names: list[str]) -> list[str]:
         return check_terminal_env(names)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        try:
+            return [canonical_name(name) for name in names]
+        except MalformedHost as exc:
+            raise ValueError(f"{exc} (give names or addresses without a port)") from None
 
     @field_validator("roles")
     @classmethod
