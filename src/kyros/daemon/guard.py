@@ -124,18 +124,28 @@ class Guard:
     async def _guarded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         seen = 0
         started = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, answered
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise BodyTooLarge
+                    if started:
+                        raise BodyTooLarge
+                    # A chunked body has no length to refuse up front. Answer 413 here and
+                    # tell the app the client left: raising instead would reach the app's body
+                    # parser, which turns any exception into its own 400.
+                    await self._too_large(scope, send)
+                    answered = True
+                    return {"type": "http.disconnect"}
             return message
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
+            if answered:
+                return  # the 413 is the answer; what the app says after it goes nowhere
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [
@@ -147,8 +157,11 @@ class Guard:
         try:
             await self.app(scope, limited_receive, tagged_send)
         except BodyTooLarge:
-            if not started:
+            if not started and not answered:
                 await self._too_large(scope, send)
+        except Exception:
+            if not answered:
+                raise
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         await _refuse(
