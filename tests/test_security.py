@@ -280,9 +280,11 @@ class TestPublicListenWithInsecureNoTls:
     @pytest.fixture(scope="class")
     def public(self) -> Iterator[TcpDaemon]:
         with xdg_dirs() as xdg:
-            env = sqlite_env(xdg)
+            env = {**sqlite_env(xdg), "KYROS_ALLOWED_HOSTS": "CI.Example."}
             port = free_port()
-            d = start_daemon(env, "--listen", f"0.0.0.0:{port}", "--insecure-no-tls")
+            d = start_daemon(
+                env, "--listen", f"0.0.0.0:{port}", "--insecure-no-tls", "--allow-host", "127.0.0.2"
+            )
             try:
                 yield TcpDaemon(daemon=d, port=port, paths=kpaths.resolve(env))
             finally:
@@ -298,6 +300,29 @@ class TestPublicListenWithInsecureNoTls:
             assert r.status_code == 200 and r.json()["pid"] == public.daemon.proc.pid
             r = c.get("/healthz", headers={**public.auth(), "Origin": "https://evil.example"})
             assert refused(r, 403, "forbidden_origin")
+
+    def test_an_address_is_served_only_when_allowed(self, public: TcpDaemon) -> None:
+        def get(ip: str, host: str | None = None) -> httpx.Response:
+            headers = {**public.auth(), **({"Host": host} if host else {})}
+            with httpx.Client(base_url=f"http://{ip}:{public.port}", timeout=10) as c:
+                return c.get("/v1/runs", headers=headers)
+
+        assert get("127.0.0.2").status_code == 200  # --allow-host
+        assert get("127.0.0.1", f"ci.example:{public.port}").status_code == 200  # the setting
+        assert get("127.0.0.1", f"CI.example.:{public.port}").status_code == 200
+        assert refused(get("127.0.0.3"), 403, "forbidden_host")  # listed nowhere
+        assert refused(get("127.0.0.1", "127.0.0.22"), 403, "forbidden_host")
+        assert refused(get("127.0.0.1", "ci.example.evil"), 403, "forbidden_host")
+
+    def test_status_shows_the_names_a_tcp_daemon_answers_to(self, public: TcpDaemon) -> None:
+        r = public.daemon.cli("daemon", "status")
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if "answering to:" in x)
+        assert f"TCP 0.0.0.0:{public.port}" in line
+        for name in ("127.0.0.2", "ci.example", "localhost", "::1", "0.0.0.0"):
+            assert name in line.split("answering to: ")[1].split(", "), line
+        health = json.loads(public.daemon.cli("daemon", "status", "--json").stdout)["health"]
+        assert "127.0.0.2" in health["tcp"]["allowed_hosts"]
 
     def test_a_stale_socket_after_sigkill_is_replaced_by_the_next_start(
         self, public: TcpDaemon
@@ -343,8 +368,19 @@ RUNTIME_CASES = {
 }
 
 
+#: The runtime dir's parent ($XDG_RUNTIME_DIR) is shared: the daemon must not create its
+#: directory there at all (another user could rename it away and serve a socket of their own).
+PARENT_CASES = {
+    "parent_world_writable": (0o777, "is writable by other users without the sticky bit"),
+    "parent_group_writable": (0o770, "is writable by other users without the sticky bit"),
+}
+
+
 def _prepare_runtime(case: str, runtime: Path) -> None:
     runtime.parent.mkdir(mode=0o700, exist_ok=True)
+    if case in PARENT_CASES:
+        runtime.parent.chmod(PARENT_CASES[case][0])
+        return
     if case == "symlink":
         target = runtime.parent / "elsewhere"
         target.mkdir(mode=0o700)
@@ -377,7 +413,7 @@ def attempts(tcp_daemon: TcpDaemon) -> Iterator[dict[str, Attempt]]:
 
         results: dict[str, Attempt] = {}
         try:
-            for case in RUNTIME_CASES:
+            for case in [*RUNTIME_CASES, *PARENT_CASES]:
                 if case == "foreign_owner" and os.getuid() != 0:
                     continue  # only root can hand a directory to another user
                 env = sqlite_env(stack.enter_context(xdg_dirs()))
@@ -424,6 +460,16 @@ def test_unsafe_runtime_dir_is_refused(attempts: dict[str, Attempt], case: str) 
     if case in ("world_writable", "group_writable"):
         # Refused, not quietly "fixed": the user must look at who else could have been in there.
         assert stat.S_IMODE(a.runtime_dir.stat().st_mode) & 0o022
+
+
+@pytest.mark.parametrize("case", list(PARENT_CASES))
+def test_runtime_dir_in_a_shared_parent_is_refused(attempts: dict[str, Attempt], case: str) -> None:
+    a = attempts[case]
+    assert a.returncode == 2, a.stderr
+    assert f"refusing to start: {a.runtime_dir.parent} {PARENT_CASES[case][1]}" in a.stderr
+    assert f"chmod 700 {a.runtime_dir.parent}" in a.stderr
+    assert "Traceback" not in a.stderr
+    assert not a.runtime_dir.exists()  # nothing created in the shared directory
 
 
 def _nothing_listens(port: int) -> bool:
@@ -596,7 +642,65 @@ def test_foreign_host_is_refused_over_the_unix_socket(tcp_daemon: TcpDaemon, hos
         assert refused(c.get("/v1/runs", headers=headers), 403, "forbidden_host")
 
 
-@pytest.mark.parametrize("host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}"])
+MALFORMED_HOSTS = [
+    "[::1].evil",
+    "[::1].evil:{port}",
+    "localhost:evil",
+    "127.0.0.1:{port}:1",
+    "localhost:99999",
+    "[::1]:",
+    "::1",
+    "[evil]",
+    "local host",
+    "localhost..",
+    "",
+]
+
+
+@pytest.mark.parametrize("host", MALFORMED_HOSTS)
+def test_malformed_host_is_refused(tcp_daemon: TcpDaemon, host: str) -> None:
+    with tcp_daemon.tcp() as c:
+        headers = {**tcp_daemon.auth(), "Host": host.format(port=tcp_daemon.port)}
+        assert refused(c.get("/v1/runs", headers=headers), 400, "bad_request")
+    with tcp_daemon.uds() as c:
+        headers = {"Host": host.format(port=tcp_daemon.port)}
+        assert refused(c.get("/v1/runs", headers=headers), 400, "bad_request")
+
+
+def _raw_get(port: int, hosts: list[str], token: str) -> bytes:
+    """A GET with exactly these Host headers (httpx would merge them), read to the end."""
+    head = "".join(f"Host: {h}\r\n" for h in hosts)
+    request = (
+        f"GET /v1/runs HTTP/1.1\r\n{head}Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        ["attacker.example", "127.0.0.1:{port}"],
+        ["127.0.0.1:{port}", "attacker.example"],
+        ["127.0.0.1:{port}", "127.0.0.1:{port}"],
+    ],
+)
+def test_duplicate_host_headers_are_refused(tcp_daemon: TcpDaemon, hosts: list[str]) -> None:
+    port = tcp_daemon.port
+    answer = _raw_get(port, [h.format(port=port) for h in hosts], tcp_daemon.token)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"code": "bad_request"' in answer or b'"code":"bad_request"' in answer
+    one = _raw_get(port, [f"127.0.0.1:{port}"], tcp_daemon.token)
+    assert one.startswith(b"HTTP/1.1 200"), one[:200]
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LocalHost.:{port}", "[0::1]"]
+)
 def test_local_host_names_are_served(tcp_daemon: TcpDaemon, host: str) -> None:
     with tcp_daemon.tcp() as c:
         headers = {**tcp_daemon.auth(), "Host": host.format(port=tcp_daemon.port)}

@@ -14,7 +14,8 @@ exit code the CLI ends with (see DESIGN.md, "CLI conventions")::
     ├── DaemonUnreachable           exit 3   HTTP 503 (client side only)
     ├── StoreUnavailable            exit 3   HTTP 503
     ├── AuthError                   exit 4   HTTP 401
-    │   └── Forbidden               exit 4   HTTP 403
+    │   ├── Forbidden               exit 4   HTTP 403
+    │   └── UntrustedSocket         exit 4   (client side: another user serves the socket)
     ├── NeedsApproval               exit 5   HTTP 409
     ├── VersionSkew                 exit 3   (client side)
     └── RunFailed                   exit 1
@@ -112,6 +113,13 @@ class AuthError(KyrosError):
 
 class Forbidden(AuthError):
     code = "forbidden"
+    http_status = 403
+
+
+class UntrustedSocket(AuthError):
+    """The local socket is not this user's daemon's: nothing was sent to it (RELIABILITY S1)."""
+
+    code = "untrusted_socket"
     http_status = 403
 
 

@@ -6,6 +6,7 @@ Setting ``XDG_RUNTIME_DIR``, ``XDG_DATA_HOME``, ``XDG_CONFIG_HOME``, ``XDG_STATE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -125,6 +126,62 @@ def ensure_private_dir(path: Path) -> Path:
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path
+
+
+def owner_name(uid: int) -> str:
+    """``uid 65534 (nobody)``: a uid as a message names it."""
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def trusted_uids() -> frozenset[int]:
+    """Who may own kyros's runtime directories and serve its socket: this user, and root (who
+    can read and replace anything of this user's anyway)."""
+    return frozenset({os.getuid(), 0})
+
+
+def shared_dir_problem(path: Path, st: os.stat_result) -> str | None:
+    """Why another user could replace what is inside the directory ``path`` (its ``st``), or
+    None: owned by someone other than this user or root, or writable by group or others
+    without the sticky bit (a sticky ``/tmp`` lets each user remove only their own files)."""
+    if st.st_uid not in trusted_uids():
+        return f"{path} is owned by {owner_name(st.st_uid)}, not by you, {owner_name(os.getuid())}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        return (
+            f"{path} is writable by other users without the sticky bit "
+            f"(mode {stat.S_IMODE(st.st_mode):o}): another user could replace kyros's directory "
+            f"in it; fix it with: chmod 700 {path} (or chmod 1777 for a shared one)"
+        )
+    return None
+
+
+def ensure_runtime_dir(path: Path) -> Path:
+    """:func:`ensure_private_dir` for the directory of the socket and the instance lock, after
+    checking every directory above it (RELIABILITY S1): in a parent other users can write
+    without the sticky bit, another user could rename ours away and put their own socket in
+    its place. Missing parents are created 0700, not with the umask's usual 0755."""
+    path = Path(os.path.abspath(path))
+    existing = path.parent
+    missing: list[Path] = []
+    while not existing.exists():
+        missing.append(existing)
+        existing = existing.parent
+    real = existing.resolve()
+    for directory in (real, *real.parents):
+        problem = shared_dir_problem(directory, directory.stat())
+        if problem:
+            raise UnsafeDirectory(problem)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+        problem = shared_dir_problem(directory, directory.lstat())
+        if problem:
+            raise UnsafeDirectory(problem)
+    return ensure_private_dir(path)
 
 
 def write_private_file(path: Path, data: str) -> None:

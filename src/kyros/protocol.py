@@ -489,11 +489,20 @@ class ModelTest(BaseModel):
 # --- daemon --------------------------------------------------------------------------------------
 
 
+class TcpListener(BaseModel):
+    """The daemon's TCP listener: its address and every host name it answers to."""
+
+    listen: str
+    allowed_hosts: list[str]
+
+
 class Health(BaseModel):
     status: str
     version: str
     api_version: str
     pid: int
+    #: None when the daemon listens on its Unix socket only.
+    tcp: TcpListener | None = None
 
 
 class Check(BaseModel):

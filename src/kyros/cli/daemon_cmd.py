@@ -46,12 +46,21 @@ def serve(
             help="Started in the background by a client, which may restart it while idle.",
         ),
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A host name or IP address TCP clients may reach the daemon by (repeatable; "
+            "adds to the allowed_hosts setting).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     from kyros.daemon.server import TcpOptions, parse_listen
     from kyros.daemon.server import serve as run_server
 
-    loaded = settings({"workers": workers})
+    loaded = settings({"workers": workers, "allowed_hosts": _allowed_hosts(allow_host)})
     tcp = None
     if listen:
         host, port = parse_listen(listen)
@@ -59,6 +68,23 @@ def serve(
             host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, allow_insecure=insecure_no_tls
         )
     run_server(loaded, tcp, autostarted=autostarted)
+
+
+def _allowed_hosts(flags: list[str] | None) -> list[str] | None:
+    """``--allow-host`` values added to the ``allowed_hosts`` setting (None: the setting alone)."""
+    if not flags:
+        return None
+    configured = settings().raw.get("allowed_hosts") or []
+    if isinstance(configured, str):  # KYROS_ALLOWED_HOSTS=a,b
+        configured = [h.strip() for h in configured.split(",") if h.strip()]
+    return [*configured, *flags]
+
+
+def _status_record() -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(settings().paths.status_file.read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 @app.command("start")
@@ -128,6 +154,9 @@ def status(json_out: JsonOpt = False) -> None:
     )
     for name, check in ready.get("checks", {}).items():
         typer.echo(f"  {'ok ' if check['ok'] else 'BAD'} {name}: {check['detail']}")
+    tcp = health.get("tcp")
+    if tcp:
+        typer.echo(f"  TCP {tcp['listen']}, answering to: {', '.join(tcp['allowed_hosts'])}")
 
 
 @app.command("logs")

@@ -2,9 +2,9 @@
 
 Keystrokes go to the daemon's terminal as typed; its output comes back as bytes. The local
 terminal is put in raw mode and restored on every way out (detach, exit, errors, signals). Resizes
-of the local terminal follow (SIGWINCH). OSC 52 (clipboard) and title changes from the session are
-dropped before they reach the local terminal: a program in a shared session must not write to
-the user's clipboard or retitle their window.
+of the local terminal follow (SIGWINCH). Clipboard and title escapes, device-control strings and
+the queries a terminal would answer by typing into the session are dropped before they reach the
+local terminal (:mod:`kyros.cli.escape_filter`).
 """
 
 from __future__ import annotations
@@ -20,50 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-#: OSC numbers never passed to the local terminal: 0/1/2 titles, 52 clipboard.
-BLOCKED_OSC = frozenset({b"0", b"1", b"2", b"52"})
-_MAX_OSC = 64 * 1024  # an unterminated OSC longer than this is dropped, not buffered forever
-
-
-class OscFilter:
-    """Drops blocked OSC sequences from a byte stream, sequences split across chunks included."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-
-    def feed(self, data: bytes) -> bytes:
-        data = self.pending + data
-        self.pending = b""
-        out = bytearray()
-        i = 0
-        while True:
-            start = data.find(b"\x1b]", i)
-            if start < 0:
-                tail = data[i:]
-                if tail.endswith(b"\x1b"):  # maybe the start of an OSC: wait for the next byte
-                    out += tail[:-1]
-                    self.pending = b"\x1b"
-                else:
-                    out += tail
-                return bytes(out)
-            out += data[i:start]
-            end, width = _osc_end(data, start + 2)
-            if end < 0:
-                if len(data) - start <= _MAX_OSC:
-                    self.pending = data[start:]
-                return bytes(out)
-            body = data[start + 2 : end]
-            number = body.split(b";", 1)[0]
-            if number not in BLOCKED_OSC:
-                out += data[start : end + width]
-            i = end + width
-
-
-def _osc_end(data: bytes, pos: int) -> tuple[int, int]:
-    bel = data.find(b"\x07", pos)
-    st = data.find(b"\x1b\\", pos)
-    candidates = [(p, w) for p, w in ((bel, 1), (st, 2)) if p >= 0]
-    return min(candidates) if candidates else (-1, 0)
+from kyros.cli.escape_filter import EscapeFilter
 
 
 @dataclass
@@ -103,13 +60,13 @@ def run_attach(conn: Any, *, detach_key: bytes = b"\x1c") -> AttachResult:
     is_tty = os.isatty(stdin)
     wake_r, wake_w = os.pipe()
     done = threading.Event()
-    osc = OscFilter()
+    escapes = EscapeFilter()
 
     def pump_out() -> None:
         try:
             for message in conn:
                 if isinstance(message, bytes):
-                    _write_all(stdout, osc.feed(message))
+                    _write_all(stdout, escapes.feed(message))
                     continue
                 control = json.loads(message)
                 if control.get("type") == "exit":

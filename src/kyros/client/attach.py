@@ -17,10 +17,12 @@ same connection for an asyncio loop (the console's terminal pane). Both refuse w
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from kyros import __version__
 from kyros.client.discovery import DaemonTarget
+from kyros.client.peer import connect_unix
 from kyros.errors import AuthError, DaemonUnreachable, KyrosError, NotFound
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ def open_attach(
     """A connected ``websockets`` client for terminal ``ref`` (sized ``rows`` x ``cols``);
     ``screen`` as in :func:`open_attach_async`."""
     from websockets.exceptions import WebSocketException
-    from websockets.sync.client import connect, unix_connect
+    from websockets.sync.client import connect
 
     path = _path(ref, rows, cols, screen=screen)
     # The connection outlives this function (the caller closes it): connect directly rather
@@ -76,7 +78,8 @@ def open_attach(
         if target.uds:
             # permessage-deflate costs CPU at both ends for every frame and saves nothing on a
             # local socket (~10% of the daemon's and the client's time on a bulk stream).
-            return unix_connect(target.uds, f"ws://localhost{path}", compression=None, **options)
+            sock = connect_unix(target.uds, timeout=10)  # proves the server is ours
+            return connect(f"ws://localhost{path}", sock=sock, compression=None, **options)
         return connect(_tcp(target, path, options), **options)
     except (OSError, WebSocketException) as exc:
         raise _refused(exc, target, ref) from None
@@ -93,7 +96,7 @@ async def open_attach_async(
     :class:`~kyros.errors.AuthError`, :class:`~kyros.errors.DaemonUnreachable` or
     :class:`~kyros.errors.KyrosError` as the blocking one does.
     """
-    from websockets.asyncio.client import connect, unix_connect
+    from websockets.asyncio.client import connect
     from websockets.exceptions import WebSocketException
 
     path = _path(ref, rows, cols, screen=screen)
@@ -104,9 +107,9 @@ async def open_attach_async(
     try:
         if target.uds:
             # No permessage-deflate on the local socket, as in open_attach.
-            return await unix_connect(
-                target.uds, f"ws://localhost{path}", compression=None, **options
-            )
+            sock = await asyncio.to_thread(connect_unix, target.uds, 10)  # proves it is ours
+            sock.setblocking(False)
+            return await connect(f"ws://localhost{path}", sock=sock, compression=None, **options)
         return await connect(_tcp(target, path, options), **options)
     except (OSError, TimeoutError, WebSocketException) as exc:
         raise _refused(exc, target, ref) from None

@@ -1,7 +1,8 @@
 """The ASGI guard in front of every route and WebSocket (RELIABILITY S2-S5).
 
-It runs before routing, so a refused request never reaches a handler: a foreign ``Host``
-(DNS rebinding) or any ``Origin`` not explicitly allowed (a browser page) → 403; over TCP a
+It runs before routing, so a refused request never reaches a handler: a malformed ``Host`` or
+two of them → 400 (:mod:`kyros.hosts` parses it once, exactly); a foreign ``Host`` (DNS
+rebinding) or any ``Origin`` not explicitly allowed (a browser page) → 403; over TCP a
 missing or wrong bearer token → 401; a body over the limit → 413. CORS middleware would not
 help: it does not run on WebSocket handshakes and it only advises browsers.
 """
@@ -9,10 +10,11 @@ help: it does not run on WebSocket handshakes and it only advises browsers.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from kyros import API_VERSION
+from kyros.hosts import MalformedHost, canonical_name, parse_host
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,11 +30,22 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _host_name(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):  # [::1]:8080
-        return value[1 : value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+def allowed_names(names: Iterable[str]) -> frozenset[str]:
+    """``names`` in the canonical form :func:`~kyros.hosts.parse_host` gives a ``Host``."""
+    return frozenset(canonical_name(n) for n in names)
+
+
+def _headers(scope: Scope) -> tuple[dict[str, str], int]:
+    """The request's headers by lower-case name (the first of each), and how many ``Host``
+    headers it has: two mean a proxy and a server may each read a different one."""
+    headers: dict[str, str] = {}
+    hosts = 0
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        if name == "host":
+            hosts += 1
+        headers.setdefault(name, raw_value.decode("latin-1"))
+    return headers, hosts
 
 
 class Guard:
@@ -50,7 +63,7 @@ class Guard:
     ) -> None:
         self.app = app
         self.verify = verify
-        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.allowed_hosts = allowed_names(allowed_hosts)
         self.allowed_origins = allowed_origins
         self.max_body = max_body
 
@@ -58,9 +71,17 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers, host_count = _headers(scope)
         host = headers.get("host")
-        if host is None or _host_name(host) not in self.allowed_hosts:
+        if host_count > 1:
+            await _refuse(scope, send, 400, "bad_request", "a request may have one Host header")
+            return
+        try:
+            name = parse_host(host)[0] if host is not None else None
+        except MalformedHost:
+            await _refuse(scope, send, 400, "bad_request", "malformed Host header")
+            return
+        if name is None or name not in self.allowed_hosts:
             await _refuse(
                 scope,
                 send,
@@ -103,18 +124,28 @@ class Guard:
     async def _guarded_body(self, scope: Scope, receive: Receive, send: Send) -> None:
         seen = 0
         started = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, answered
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise BodyTooLarge
+                    if started:
+                        raise BodyTooLarge
+                    # A chunked body has no length to refuse up front. Answer 413 here and
+                    # tell the app the client left: raising instead would reach the app's body
+                    # parser, which turns any exception into its own 400.
+                    await self._too_large(scope, send)
+                    answered = True
+                    return {"type": "http.disconnect"}
             return message
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
+            if answered:
+                return  # the 413 is the answer; what the app says after it goes nowhere
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [
@@ -126,8 +157,11 @@ class Guard:
         try:
             await self.app(scope, limited_receive, tagged_send)
         except BodyTooLarge:
-            if not started:
+            if not started and not answered:
                 await self._too_large(scope, send)
+        except Exception:
+            if not answered:
+                raise
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         await _refuse(

@@ -30,9 +30,10 @@ from kyros.core.ai.keys import credentials_for
 from kyros.core.app import Core
 from kyros.daemon import logs
 from kyros.daemon.app import HotReads, create_app
-from kyros.daemon.guard import LOCAL_HOSTS, Guard
+from kyros.daemon.guard import LOCAL_HOSTS, Guard, allowed_names
 from kyros.errors import Conflict, UsageError
-from kyros.paths import UnsafeDirectory, ensure_private_dir, write_private_file
+from kyros.hosts import MalformedHost, canonical_name
+from kyros.paths import UnsafeDirectory, ensure_runtime_dir, write_private_file
 from kyros.settings import Loaded
 
 log = logging.getLogger("kyros.daemon")
@@ -85,7 +86,7 @@ class _Server(uvicorn.Server):
 def instance_lock(loaded: Loaded) -> Iterator[IO[str]]:
     paths = loaded.paths
     try:
-        ensure_private_dir(paths.runtime_dir)
+        ensure_runtime_dir(paths.runtime_dir)
     except UnsafeDirectory as exc:
         raise UsageError(f"refusing to start: {exc}") from None
     handle = paths.lock_file.open("a+")
@@ -151,6 +152,15 @@ def check_tcp(opts: TcpOptions) -> None:
             "network in clear. Give --tls-cert/--tls-key, or --insecure-no-tls if a tunnel "
             "already encrypts it."
         )
+
+
+def tcp_hosts(loaded: Loaded, tcp: TcpOptions) -> frozenset[str]:
+    """The names a TCP listener answers to: localhost and loopback, its listen address, this
+    machine's name, and the ``allowed_hosts`` setting (``--allow-host``)."""
+    names = {*LOCAL_HOSTS, tcp.host, *loaded.settings.allowed_hosts}
+    with contextlib.suppress(MalformedHost):  # a machine name no client could send as a Host
+        names.add(canonical_name(socket.gethostname()))
+    return allowed_names(names)
 
 
 def serve(loaded: Loaded, tcp: TcpOptions | None = None, *, autostarted: bool = False) -> None:
@@ -225,7 +235,8 @@ async def _run(
     sockets = [[unix_sock]]
     if tcp_sock is not None and tcp is not None:
         verifier = tokens.TokenVerifier(loaded.paths.token_hash_file)
-        hosts = LOCAL_HOSTS | {tcp.host.lower(), socket.gethostname().lower()}
+        hosts = tcp_hosts(loaded, tcp)
+        app.state.tcp = {"listen": f"{tcp.host}:{tcp.port}", "allowed_hosts": sorted(hosts)}
         servers.append(
             _Server(
                 uvicorn.Config(

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kyros import paths as paths_mod
 from kyros.errors import UsageError
+from kyros.redaction import redact_shapes
 from kyros.settings.checks import (
     DEFAULT_DETACH_KEY,
     DEFAULT_RECONNECT_SECONDS,
@@ -69,8 +70,10 @@ REPO_FORBIDDEN = frozenset(
         "budget_agent",
         "budget_project",
         "budget_day",
-        # A repository must not choose what of the user's environment its terminals see.
+        # A repository must not choose what of the user's environment its terminals see,
+        # nor which names the daemon answers to.
         "terminal_env",
+        "allowed_hosts",
     }
 )
 
@@ -145,7 +148,7 @@ class Loaded:
             return check(self.raw[key])
         except (TypeError, ValueError) as exc:
             raise UsageError(
-                f"invalid settings: {key} ({self.raw_sources.get(key, '?')}): {exc}"
+                redact_shapes(f"invalid settings: {key} ({self.raw_sources.get(key, '?')}): {exc}")
             ) from None
 
     @property
@@ -229,7 +232,9 @@ def _reconnect_seconds(value: Any) -> float:
 
 
 def redact(key: str, value: Any) -> Any:
-    """Hide secrets: whole values for secret keys, passwords inside URLs."""
+    """Hide secrets: whole values for secret keys, passwords inside URLs, and in every other
+    value whatever is shaped like a key (:func:`kyros.redaction.redact_shapes`) — a key pasted
+    into the wrong field must not print either."""
     if value is None:
         return None
     if key in SECRET_KEYS:
@@ -237,9 +242,11 @@ def redact(key: str, value: Any) -> Any:
     if hasattr(value, "model_dump"):  # a catalogue entry
         value = value.model_dump()
     if isinstance(value, dict):
-        return {k: redact(str(k), v) for k, v in value.items()}
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
+        return {redact_shapes(str(k)): redact(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(key, v) for v in value]
+    if isinstance(value, str):
+        return redact_shapes(redact_url(value) if "://" in value else value)
     return value
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from kyros.redaction import looks_like_secret
+
 ROLES = ("plan", "implement", "critic", "summarize")
 
 DEFAULT_DETACH_KEY = "ctrl-\\"
@@ -13,15 +15,23 @@ DEFAULT_RECONNECT_SECONDS = 30.0
 MAX_RECONNECT_SECONDS = 3600.0
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: Variable names that carry credentials; ``terminal_env`` refuses them.
+#: Variable names that carry credentials (or change what runs); ``terminal_env`` refuses them.
+#: PAT only as a whole word (GITHUB_PAT, PAT_X), not inside PATH.
 _SECRET_ENV = re.compile(
-    r"^KYROS_|KEY|TOKEN|SECRET|PASSW|CREDENTIAL|^AWS_|^SSH_AUTH|^LD_|^PYTHON", re.IGNORECASE
+    r"^KYROS_|KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|COOKIE|(?:^|_)PAT(?:_|$)"
+    r"|(?:^|_)AUTH|^AWS_|^SSH_AUTH|^LD_|^PYTHON",
+    re.IGNORECASE,
 )
 
 
 def check_terminal_env(names: list[str]) -> list[str]:
     """``terminal_env`` names: variable names that do not look like credentials."""
     for name in names:
+        if looks_like_secret(name):
+            raise ValueError(
+                "an entry looks like a key, not a name: terminal_env wants names of variables "
+                "of the daemon's environment (their values are never taken from here)"
+            )
         if not _ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not an environment variable name")
         if _SECRET_ENV.search(name):

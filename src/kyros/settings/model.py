@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kyros.errors import UsageError
+from kyros.hosts import MalformedHost, canonical_name
+from kyros.redaction import looks_like_secret, redact_shapes
 from kyros.settings.checks import (
     DEFAULT_DETACH_KEY,
     DEFAULT_RECONNECT_SECONDS,
@@ -47,6 +49,20 @@ class ModelSpec(BaseModel):
     tools: bool = Field(default=True, description="Supports function calling.")
     vision: bool = Field(default=False, description="Accepts images.")
 
+    @field_validator("key")
+    @classmethod
+    def _a_provider_not_a_key(cls, value: str | None) -> str | None:
+        return not_a_key(
+            value,
+            "names the provider whose stored key is sent (e.g. 'openai', or 'none'); store "
+            "the key itself with `kyros auth set-key PROVIDER` or in PROVIDER_API_KEY",
+        )
+
+    @field_validator("model")
+    @classmethod
+    def _a_model_id(cls, value: str) -> str:
+        return not_a_key(value, MODEL_WANTED) or value
+
 
 class RoleSpec(BaseModel):
     """Which model a role (plan, implement, critic, summarize) uses, and what it falls back to."""
@@ -57,6 +73,16 @@ class RoleSpec(BaseModel):
     fallbacks: list[str] = Field(
         default_factory=list, description="Tried in order when the model fails or cools down."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _a_model_name(cls, value: str | None) -> str | None:
+        return not_a_key(value, MODEL_WANTED)
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _model_names(cls, values: list[str]) -> list[str]:
+        return [not_a_key(v, MODEL_WANTED) or v for v in values]
 
 
 class Settings(BaseModel):
@@ -171,6 +197,11 @@ class Settings(BaseModel):
         default=DEFAULT_DETACH_KEY,
         description="Key that detaches `kyros term attach`: ctrl-LETTER, ctrl-\\, ctrl-] ….",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra host names and IP addresses a TCP daemon answers to (its clients' "
+        "Host); localhost, loopback, the listen address and this machine's name always are.",
+    )
     log_level: str = Field(default="INFO", description="Daemon log level.")
     plugins: list[str] = Field(
         default_factory=list, description="Python modules whose register() adds job kinds."
@@ -190,6 +221,19 @@ class Settings(BaseModel):
     def _no_secrets_in_terminals(cls, names: list[str]) -> list[str]:
         return check_terminal_env(names)
 
+    @field_validator("model")
+    @classmethod
+    def _a_default_model(cls, value: str | None) -> str | None:
+        return not_a_key(value, MODEL_WANTED)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        try:
+            return [canonical_name(name) for name in names]
+        except MalformedHost as exc:
+            raise ValueError(f"{exc} (give names or addresses without a port)") from None
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, roles: dict[str, RoleSpec]) -> dict[str, RoleSpec]:
@@ -197,6 +241,17 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles: {', '.join(ROLES)}")
         return roles
+
+
+MODEL_WANTED = "wants a model alias or litellm id (e.g. openai/gpt-4.1-mini)"
+
+
+def not_a_key(value: str | None, wanted: str) -> str | None:
+    """``value``, unless it looks like a key pasted where a name is expected: then a
+    ``ValueError`` saying what the field wants (never the value)."""
+    if value is not None and looks_like_secret(value):
+        raise ValueError(f"this looks like a key, not a name: the field {wanted}")
+    return value
 
 
 def validate(raw: dict[str, Any], raw_sources: dict[str, str]) -> tuple[Settings, dict[str, str]]:
@@ -220,7 +275,8 @@ def validate(raw: dict[str, Any], raw_sources: dict[str, str]) -> tuple[Settings
             f"{err['msg']}"
             for err in exc.errors()
         )
-        raise UsageError(f"invalid settings: {problems}") from None
+        # Messages may quote what was given; a key given in the wrong place is not printed.
+        raise UsageError(redact_shapes(f"invalid settings: {problems}")) from None
     return settings, sources
 
 

@@ -2,7 +2,8 @@
 
 A terminal's environment is built from an allow-list (the one the shell tool uses, plus the
 ``LC_*`` locale variables) and ``TERM=xterm-256color``: provider keys, ``KYROS_*`` tokens and
-everything else in the daemon's environment stay out of it (RELIABILITY.md S11). Sessions that
+everything else in the daemon's environment stay out of it (RELIABILITY.md S11), and so does
+any picked variable whose value looks like a key. Sessions that
 ended stay listed, with their exit status and scrollback, until removed or until more than
 ``keep_exited`` of them have ended after them.
 """
@@ -10,6 +11,7 @@ ended stay listed, with their exit status and scrollback, until removed or until
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -21,6 +23,9 @@ from kyros.core.terminals.ring import DEFAULT_SCROLLBACK
 from kyros.core.terminals.session import KILL_GRACE_S, TerminalSession, check_size
 from kyros.core.tools.command import ENV_ALLOWED
 from kyros.errors import Conflict, InvalidInput, NotFound
+from kyros.redaction import looks_like_secret
+
+log = logging.getLogger("kyros.terminals")
 
 __all__ = ["KEEP_EXITED", "MAX_LIVE", "TerminalManager", "default_shell", "terminal_env"]
 
@@ -42,8 +47,15 @@ def terminal_env(
 ) -> dict[str, str]:
     """The environment of a terminal: the allow-listed variables of ``base`` and those named in
     ``inherit`` (the ``terminal_env`` setting, checked when loaded), then ``extra``."""
-    env = {key: base[key] for key in (*ENV_ALLOWED, *inherit) if key in base}
-    env.update((key, value) for key, value in base.items() if key.startswith("LC_"))
+    picked = {key: base[key] for key in (*ENV_ALLOWED, *inherit) if key in base}
+    picked.update((key, value) for key, value in base.items() if key.startswith("LC_"))
+    env = {}
+    for key, value in picked.items():
+        if looks_like_secret(value):
+            # The name passed the setting's check, the value did not (a key in JAVA_OPTS).
+            log.warning("a terminal does not inherit %s: its value looks like a key", key)
+            continue
+        env[key] = value
     env["TERM"] = "xterm-256color"
     for key, value in (extra or {}).items():
         if not (isinstance(key, str) and _ENV_NAME.match(key)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from kyros import API_VERSION, __version__
@@ -17,9 +17,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    """The process answers. Cheap: touches nothing else."""
-    return Health(status="ok", version=__version__, api_version=API_VERSION, pid=os.getpid())
+async def healthz(request: Request) -> Health:
+    """The process answers (and its TCP listener's names). Cheap: touches nothing else."""
+    tcp = getattr(request.app.state, "tcp", None)
+    return Health(
+        status="ok", version=__version__, api_version=API_VERSION, pid=os.getpid(), tcp=tcp
+    )
 
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
