@@ -80,13 +80,6 @@ def _allowed_hosts(flags: list[str] | None) -> list[str] | None:
     return [*configured, *flags]
 
 
-def _status_record() -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(settings().paths.status_file.read_text()))
-    except (OSError, ValueError):
-        return None
-
-
 @app.command("start")
 def start(json_out: JsonOpt = False) -> None:
     """Start a background daemon (if none runs) and wait until it is ready."""
