@@ -161,7 +161,7 @@ def plan(
     """Plan a change: reads the workspace, asks the planner model, prints a structured plan.
 
     Exit codes (every `run` command): 0 succeeded, 1 failed or cancelled, 2 bad usage or no
-    model configured, 3 daemon unreachable, 4 auth, 5 waiting for approval.
+    model configured, 3 daemon unreachable, 4 auth, 5 waiting for approval, 70 internal error.
 
     Examples:
 
