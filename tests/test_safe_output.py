@@ -109,6 +109,9 @@ def test_no_command_prints_an_escape(
         shown = cli(f"runs show {run_id}", "runs", "show", run_id)
         assert "Title!" in shown.stdout
         cli(f"runs events {run_id}", "runs", "events", run_id, "--no-follow")
+        cli(f"runs show {run_id} --json", "runs", "show", run_id, "--json")
+        cli(f"runs events {run_id} --jsonl", "runs", "events", run_id, "--no-follow", "--jsonl")
+    cli("runs list --json", "runs", "list", "--json")
     cli("agents list", "agents", "list")
     shown = cli("agents show", "agents", "show", "evil")
     assert "p Title!" in shown.stdout

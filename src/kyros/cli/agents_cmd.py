@@ -51,7 +51,7 @@ _SHOWN = (
     ("model", "--model"),
     ("approval_policy", "--policy"),
     ("tools", "--tools"),
-    ("paused", "--pause"),
+    ("paused", "paused"),
     ("builtin", "built in"),
 )
 
@@ -68,10 +68,15 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         value = agent.get(key)
         shown = ",".join(map(str, value)) if isinstance(value, list) else value
         say(f"{label:<18} {shown}")
-    for key, value in (agent.get("limits") or {}).items():
-        say(f"{'--' + key.replace('_', '-'):<18} {value}")
-    for key, value in (agent.get("escalation") or {}).items():
-        say(f"{'--' + key.replace('_', '-'):<18} {value}")
+    from kyros.cli.report import FLAGS
+
+    for key, value in [
+        *(agent.get("limits") or {}).items(),
+        *(agent.get("escalation") or {}).items(),
+    ]:
+        flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        say(f"{flag:<18} {shown}")
     if agent.get("system_prompt"):
         say(f"--prompt:\n{agent['system_prompt']}")
 

@@ -233,7 +233,10 @@ def describe(exc: BaseException, argv: list[str], *, debug: bool = False) -> Rep
     format_message = getattr(exc, "format_message", None)
     if callable(format_message):  # the command line's own usage errors (click, in Typer)
         ctx = getattr(exc, "ctx", None)
-        path = getattr(ctx, "command_path", None) or "kyros"
+        path = "kyros"
+        if ctx is not None:  # "python -m kyros usage" is "kyros usage" to the user
+            root = str(ctx.find_root().info_name or "")
+            path = "kyros" + str(ctx.command_path)[len(root) :]
         code = int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)
         return Report("usage", clean_text(str(format_message())), f"{path} --help", code)
     return Report(

@@ -402,4 +402,7 @@ def apply(
     if json_out:
         print_json(result)
     else:
-        typer.echo(f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}")
+        from kyros.sanitize import clean_text
+
+        summary = f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}"
+        typer.echo(clean_text(summary))
