@@ -77,6 +77,8 @@ class Mistake:
     json: bool = True
     absent: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    #: The first model call imports litellm in the daemon: up to a minute on a loaded machine.
+    timeout: float = 60
 
 
 W = str(REPO / "examples" / "greeter")
@@ -156,6 +158,14 @@ MISTAKES = [
         2,
         ("'nosuchmodel'", "unknown", "kyros models list"),
         absent=("OPENAI_API_KEY",),
+    ),
+    Mistake(
+        "plan unknown provider",
+        ["run", "plan", "x", "-w", W, "--model", "nosuch/model"],
+        1,  # the run was made, and failed: --json prints that run
+        ("no provider is known", "nosuch/model", "kyros models list"),
+        json=False,
+        timeout=240,
     ),
     Mistake(
         "plan no model configured",
@@ -286,9 +296,9 @@ def check_mistake(out: subprocess.CompletedProcess[str], m: Mistake, *, as_json:
 def test_a_mistake_is_told_in_words(daemon: Daemon, m: Mistake) -> None:
     assert len(MISTAKES) >= 40
     env = {**daemon.env, **m.env}
-    check_mistake(run_cli(env, *m.args), m, as_json=False)
+    check_mistake(run_cli(env, *m.args, timeout=m.timeout), m, as_json=False)
     if m.json:
-        check_mistake(run_cli(env, *_with_json(m.args)), m, as_json=True)
+        check_mistake(run_cli(env, *_with_json(m.args), timeout=m.timeout), m, as_json=True)
 
 
 def test_a_goal_that_is_not_utf8_is_a_usage_error(daemon: Daemon) -> None:
@@ -422,7 +432,7 @@ def test_an_unreachable_api_base_is_told_once_with_model_and_address(daemon: Dae
     out = daemon.cli(
         "run", "plan", "x", "-w", W, "--model", "openai/local-model",
         "--api-base", "http://127.0.0.1:9/v1",
-        timeout=120,
+        timeout=240,
     )  # fmt: skip
     told = out.stderr + out.stdout
     assert out.returncode == 1, told

@@ -69,61 +69,77 @@ def test_sanitiser_removes_every_escape() -> None:
     assert one_line(f"a\tb\nc{EVIL}") == "a b cTitle!"
 
 
-def test_no_command_prints_an_escape(
-    daemon: Daemon, workspace: Path, fake_openai: FakeOpenAI
-) -> None:
-    outputs: dict[str, str] = {}
-
-    def cli(name: str, *args: str, ok: bool = True) -> Any:
-        out = daemon.cli(*args)
-        assert not ok or out.returncode == 0, (name, out.stderr)
-        outputs[name] = out.stdout + out.stderr
-        return out
-
+@pytest.fixture(scope="module")
+def made(daemon: Daemon, workspace: Path) -> dict[str, Any]:
+    """Escapes everywhere: runs followed to the end, an agent, a terminal; their ids and
+    what following the runs printed."""
     w = str(workspace)
     # A goal with escapes, followed to the end (progress and result), demo model: the plan
     # it writes names the goal and the files of the workspace (one of which holds escapes).
-    demo = cli("follow demo", "run", "plan", f"goal {EVIL}", "-w", w, "--model", "demo")
-    assert "Title!" in demo.stdout + demo.stderr
+    # The first run imports litellm in the daemon: seconds, a minute on a loaded machine.
+    demo = daemon.cli("run", "plan", f"goal {EVIL}", "-w", w, "--model", "demo", timeout=240)
+    assert demo.returncode == 0, demo.stderr
     runs = json.loads(daemon.cli("runs", "list", "--json").stdout)["runs"]
-    demo_id = runs[0]["id"]
     assert EVIL in runs[0]["goal"]  # stored as given: sanitised where shown, not where kept
     # A model's answer with escapes (the fake OpenAI-compatible server).
-    fake_openai.enqueue(Reply(text=plan_with_escapes()))
-    model = cli(
-        "follow model",
-        *("run", "plan", "plain goal", "-w", w, "--model", "openai/fake"),
-        *("--api-base", fake_openai.url),
-    )
-    assert "A summary Title!" in model.stdout
+    with FakeOpenAI() as fake:
+        fake.enqueue(Reply(text=plan_with_escapes()))
+        model = daemon.cli(
+            *("run", "plan", "plain goal", "-w", w, "--model", "openai/fake"),
+            *("--api-base", fake.url),
+            timeout=240,
+        )
+    assert model.returncode == 0, model.stderr
     model_id = json.loads(daemon.cli("runs", "list", "--json").stdout)["runs"][0]["id"]
-    # An agent whose prompt holds escapes.
-    cli("agents add", "agents", "add", "evil", "--role", "plan", "--prompt", f"p {EVIL}")
-    # A terminal whose command line holds escapes.
-    cli("term new", "term", "new", "--name", "evil", "--", "printf", f"%s {EVIL}\\n", "x")
-    time.sleep(0.5)  # the program prints and exits
+    # An agent whose prompt holds escapes; a terminal whose command line holds them.
+    added = daemon.cli("agents", "add", "evil", "--role", "plan", "--prompt", f"p {EVIL}")
+    assert added.returncode == 0, added.stderr
+    term = daemon.cli("term", "new", "--name", "evil", "--", "printf", f"%s {EVIL}\\n", "x")
+    assert term.returncode == 0, term.stderr
+    return {
+        "demo": runs[0]["id"],
+        "model": model_id,
+        "followed": {"demo": demo.stdout + demo.stderr, "model": model.stdout + model.stderr},
+    }
 
-    cli("runs list", "runs", "list")
-    cli("runs list --plain", "runs", "list", "--plain")
-    for run_id in (demo_id, model_id):
-        shown = cli(f"runs show {run_id}", "runs", "show", run_id)
-        assert "Title!" in shown.stdout
-        cli(f"runs events {run_id}", "runs", "events", run_id, "--no-follow")
-        cli(f"runs show {run_id} --json", "runs", "show", run_id, "--json")
-        cli(f"runs events {run_id} --jsonl", "runs", "events", run_id, "--no-follow", "--jsonl")
-    cli("runs list --json", "runs", "list", "--json")
-    cli("agents list", "agents", "list")
-    shown = cli("agents show", "agents", "show", "evil")
-    assert "p Title!" in shown.stdout
-    listed = cli("term ls", "term", "ls")
-    assert "printf" in listed.stdout
-    cli("term logs", "term", "logs", "evil")
-    # An error quoting a value the user typed.
-    cli("error", "runs", "show", f"r_{EVIL}", ok=False)
-    cli("detach", "run", "plan", f"again {EVIL}", "-w", w, "--model", "demo", "--detach")
-    for name, text in outputs.items():
-        assert clean(text), (name, text)
-    assert "notes" in outputs[f"runs show {demo_id}"]  # the file name, cleaned, is there
+
+def test_following_a_run_prints_no_escape(made: dict[str, Any]) -> None:
+    demo, model = made["followed"]["demo"], made["followed"]["model"]
+    assert "Title!" in demo and "A summary Title!" in model
+    assert clean(demo) and clean(model), (demo, model)
+
+
+#: (what, command line, what the output must show); RUN is a run's id.
+COMMANDS = [
+    ("runs list", ["runs", "list"], "Title!"),
+    ("runs list --plain", ["runs", "list", "--plain"], "Title!"),
+    ("runs list --json", ["runs", "list", "--json"], "goal"),
+    ("runs show demo", ["runs", "show", "demo"], "Title!"),
+    ("runs show model", ["runs", "show", "model"], "A summary Title!"),
+    ("runs show --json", ["runs", "show", "model", "--json"], "summary"),
+    ("runs events demo", ["runs", "events", "demo", "--no-follow"], "succeeded"),
+    ("runs events model", ["runs", "events", "model", "--no-follow"], "succeeded"),
+    ("runs events --jsonl", ["runs", "events", "model", "--no-follow", "--jsonl"], "seq"),
+    ("agents list", ["agents", "list"], "evil"),
+    ("agents show", ["agents", "show", "evil"], "p Title!"),
+    ("term ls", ["term", "ls"], "printf"),
+    ("term logs", ["term", "logs", "evil"], ""),
+    ("an error", ["runs", "show", f"r_{EVIL}"], "not a run id"),
+    ("detach", ["run", "plan", f"again {EVIL}", "-w", ".", "--model", "demo", "--detach"], "r_"),
+]
+
+
+@pytest.mark.parametrize(("what", "args", "shows"), COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_no_command_prints_an_escape(
+    daemon: Daemon, made: dict[str, Any], what: str, args: list[str], shows: str
+) -> None:
+    args = [made.get(a, a) if isinstance(made.get(a), str) else a for a in args]
+    out = daemon.cli(*args)
+    text = out.stdout + out.stderr
+    assert shows in text, (what, text)
+    assert clean(text), (what, text)
+    if what == "runs show demo":
+        assert "notes" in out.stdout  # the file name, cleaned, is there
 
 
 async def test_the_console_shows_no_escape(daemon: Daemon, workspace: Path) -> None:

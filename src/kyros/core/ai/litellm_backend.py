@@ -195,6 +195,13 @@ def _classify(exc: BaseException, redact: Redactor, phase: str, where: str = "")
     # Providers echo request details (sometimes the key) in errors; this text reaches events.
     raw = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
     text = plain_words(raw) + where
+    if "LLM Provider NOT provided" in raw:  # litellm's words for a prefix it does not know
+        return ProviderError(
+            f"no provider is known by the prefix of this model's name{where}: name it as "
+            "PROVIDER/NAME (openai/gpt-4.1-mini, anthropic/claude-sonnet-4-5); "
+            "`kyros models list` shows the models kyros can use",
+            kind="bad_request",
+        )
     if isinstance(exc, llm_errors.MidStreamFallbackError):
         return ProviderError(f"the answer stopped mid-stream: {text}", kind="cut")
     if isinstance(exc, llm_errors.RateLimitError):
