@@ -56,7 +56,8 @@ def test_add_show_edit_remove(shared_daemon: Daemon, tmp_path: Path) -> None:
     refused = d.cli("run", "plan", "x", "-w", str(tmp_path), "--agent", "reviewer-2", "-m", "demo")
     assert refused.returncode == 2 and "paused" in refused.stderr
     shown = d.cli("agents", "show", "reviewer-2")
-    assert "limits.max_tool_calls" in shown.stdout and "3" in shown.stdout
+    assert "--max-tool-calls" in shown.stdout and "3" in shown.stdout  # the flag's own name
+    assert "--allow" in shown.stdout and "make lint" in shown.stdout
     assert d.cli("agents", "rm", "reviewer-2").returncode == 0
     gone = d.cli("agents", "show", "reviewer-2")
     assert gone.returncode == 2 and "no agent named" in gone.stderr
@@ -67,7 +68,8 @@ def test_bad_agent_input_is_a_clear_error(shared_daemon: Daemon) -> None:
     builtin = d.cli("agents", "rm", "planner")
     assert builtin.returncode == 2 and "built in" in builtin.stderr
     policy = d.cli("agents", "add", "x1", "--policy", "yolo")
-    assert policy.returncode == 2 and "approval_policy" in policy.stderr
+    assert policy.returncode == 2 and "--policy 'yolo'" in policy.stderr
+    assert "approval_policy" not in policy.stderr and "read-only" in policy.stderr
     name = d.cli("agents", "add", "Bad Name!")
     assert name.returncode == 2
     dup = d.cli("agents", "add", "critic")

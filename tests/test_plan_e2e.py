@@ -199,7 +199,7 @@ def test_detached_run_outlives_the_cli_and_replays_its_events(
     shown = shared_daemon.cli("runs", "show", run_id, "--json")
     assert json.loads(shown.stdout)["status"] == "succeeded"
     listed = shared_daemon.cli("runs", "list", "--json")
-    assert run_id in [r["id"] for r in json.loads(listed.stdout)]
+    assert run_id in [r["id"] for r in json.loads(listed.stdout)["runs"]]
 
 
 def test_no_model_configured_fails_at_once(shared_daemon: Daemon, workspace: Path) -> None:
@@ -473,11 +473,12 @@ def test_cli_runs_list_before_gives_the_next_page(shared_daemon: Daemon, workspa
             )
         page = client.request("GET", "/v1/runs", params={"limit": 1})
         assert page["next_before"] == page["runs"][0]["id"]
-    listed = json.loads(shared_daemon.cli("runs", "list", "--json", "--limit", "2").stdout)
-    assert len(listed) == 2
+    first = json.loads(shared_daemon.cli("runs", "list", "--json", "--limit", "2").stdout)
+    listed = first["runs"]
+    assert len(listed) == 2 and first["next_before"] == listed[1]["id"]  # the cursor
     rest = json.loads(
         shared_daemon.cli("runs", "list", "--json", "--before", listed[0]["id"]).stdout
-    )
+    )["runs"]
     assert rest and rest[0]["id"] == listed[1]["id"]
     out = shared_daemon.cli("runs", "list", "--before", "r_nope")
     assert out.returncode == 2 and "no run with id 'r_nope'" in out.stderr

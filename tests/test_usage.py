@@ -310,7 +310,8 @@ def test_bad_arguments_exit_2_with_a_message(shared_daemon: Daemon) -> None:
     out = shared_daemon.cli("usage", "--since", "last tuesday", "--json")
     assert out.returncode == 2
     assert "--since" in out.stderr and "24h" in out.stderr and "2026-11-01" in out.stderr
-    assert not out.stdout
+    error = json.loads(out.stdout)["error"]  # --json: the error as a document on stdout too
+    assert "--since" in error["message"] and error["hint"] == "kyros usage --help"
     out = shared_daemon.cli("usage", "--until", "soon")
     assert out.returncode == 2 and "--until" in out.stderr
     out = shared_daemon.cli("usage", "--calls", "--by", "day")

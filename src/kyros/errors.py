@@ -2,9 +2,12 @@
 
 Every error a user can see is a :class:`KyrosError`. Each carries a stable machine ``code``, a
 plain-words ``message``, optional ``detail``, the HTTP status the daemon answers with and the
-exit code the CLI ends with (see DESIGN.md, "CLI conventions")::
+exit code the CLI ends with (see DESIGN.md, "CLI conventions"), and may carry a ``hint``: the
+next command to try, which the CLI prints under the message and puts in its JSON error
+document::
 
     KyrosError                      exit 1   HTTP 500
+    ├── InternalError               exit 70  HTTP 500 (a bug: "please report it")
     ├── UsageError                  exit 2   HTTP 400
     │   ├── InvalidInput            exit 2   HTTP 422
     │   ├── PayloadTooLarge         exit 2   HTTP 413
@@ -18,6 +21,7 @@ exit code the CLI ends with (see DESIGN.md, "CLI conventions")::
     │   └── UntrustedSocket         exit 4   (client side: another user serves the socket)
     ├── NeedsApproval               exit 5   HTTP 409
     ├── VersionSkew                 exit 3   (client side)
+    ├── BadAnswer                   exit 3   (client side: what answered is not a kyros daemon)
     └── RunFailed                   exit 1
 """
 
@@ -35,6 +39,9 @@ class ExitCode:
     DAEMON_UNREACHABLE = 3
     AUTH = 4
     NEEDS_APPROVAL = 5
+    #: A bug in kyros, not something the user did: sysexits.h's EX_SOFTWARE, so that scripts
+    #: can tell it from a failed run (1) or a usage error (2).
+    INTERNAL = 70
 
 
 class KyrosError(Exception):
@@ -44,16 +51,31 @@ class KyrosError(Exception):
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = ExitCode.RUN_FAILED
 
-    def __init__(self, message: str, *, detail: Any = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        detail: Any = None,
+        code: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.hint = hint
         if code is not None:
             self.code = code  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
         """The one JSON error shape: ``{"error": {"code", "message", "detail"}}``."""
         return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class InternalError(KyrosError):
+    """Something kyros did not expect: a bug to report, never the user's mistake."""
+
+    code = "internal"
+    exit_code = ExitCode.INTERNAL
 
 
 class UsageError(KyrosError):
@@ -105,6 +127,15 @@ class VersionSkew(KyrosError):
     exit_code = ExitCode.DAEMON_UNREACHABLE
 
 
+class BadAnswer(KyrosError):
+    """What answered at the daemon's address does not speak kyros's API (an HTML page, a body
+    that is not JSON, JSON of another shape): another server, a proxy, or a broken daemon."""
+
+    code = "bad_answer"
+    http_status = 502
+    exit_code = ExitCode.DAEMON_UNREACHABLE
+
+
 class AuthError(KyrosError):
     code = "unauthorized"
     http_status = 401
@@ -137,7 +168,7 @@ _BY_CODE: dict[str, type[KyrosError]] = {}
 
 
 def _index(cls: type[KyrosError]) -> None:
-    _BY_CODE.setdefault(cls.code, cls)
+    _BY_CODE[cls.code] = cls  # a subclass wins its parent's code (internal: InternalError)
     for sub in cls.__subclasses__():
         _index(sub)
 
@@ -148,16 +179,21 @@ _index(KyrosError)
 def from_payload(status: int, payload: Any) -> KyrosError:
     """Rebuild a :class:`KyrosError` from a daemon's JSON error body (client side)."""
     err = payload.get("error") if isinstance(payload, dict) else None
+    by_status = {
+        401: AuthError,
+        403: Forbidden,
+        404: NotFound,
+        413: PayloadTooLarge,
+        422: InvalidInput,
+    }.get(status, UsageError if 400 <= status < 500 else InternalError)
     if not isinstance(err, dict):
-        return KyrosError(f"daemon answered HTTP {status} without an error body")
+        return by_status(f"the daemon answered HTTP {status} without an explanation")
     code = str(err.get("code") or "internal")
-    cls = _BY_CODE.get(code)
-    if cls is None:
-        cls = {
-            401: AuthError,
-            403: Forbidden,
-            404: NotFound,
-            413: PayloadTooLarge,
-            422: InvalidInput,
-        }.get(status, UsageError if 400 <= status < 500 else KyrosError)
-    return cls(str(err.get("message") or code), detail=err.get("detail"), code=code)
+    cls = _BY_CODE.get(code, by_status)
+    hint = err.get("hint")
+    return cls(
+        str(err.get("message") or code),
+        detail=err.get("detail"),
+        code=code,
+        hint=str(hint) if isinstance(hint, str) else None,
+    )

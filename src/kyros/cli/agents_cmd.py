@@ -7,6 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from kyros.cli.state import client, group, print_json
+from kyros.cli.table import PlainOpt, print_table
+from kyros.sanitize import clean_text
 
 app = group("List, inspect, add, edit and remove agents.")
 
@@ -19,29 +21,39 @@ POLICY_HELP = (
 
 
 @app.command("list")
-def list_agents(json_out: JsonOpt = False) -> None:
+def list_agents(json_out: JsonOpt = False, plain: PlainOpt = False) -> None:
     """Every agent with its role, model, policy and live status."""
     agents = client().agents()
     if json_out:
         print_json(agents)
         return
-    from rich.table import Table
+    print_table(
+        ("NAME", "ROLE", "MODEL", "POLICY", "STATUS", "RUN"),
+        (
+            (
+                a["name"],
+                a["role"],
+                a.get("model") or "(default)",
+                a["approval_policy"],
+                a["status"],
+                a.get("current_run") or "",
+            )
+            for a in agents
+        ),
+        plain=plain,
+    )
 
-    from kyros.cli.state import stdout_console
 
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "ROLE", "MODEL", "POLICY", "STATUS", "RUN"):
-        table.add_column(column)
-    for a in agents:
-        table.add_row(
-            a["name"],
-            a["role"],
-            a.get("model") or "(default)",
-            a["approval_policy"],
-            a["status"],
-            a.get("current_run") or "",
-        )
-    stdout_console().print(table)
+#: What ``show`` prints, by the flag that sets it (never the wire's field names).
+_SHOWN = (
+    ("name", "name"),
+    ("role", "--role"),
+    ("model", "--model"),
+    ("approval_policy", "--policy"),
+    ("tools", "--tools"),
+    ("paused", "paused"),
+    ("builtin", "built in"),
+)
 
 
 @app.command("show")
@@ -51,14 +63,26 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(agent)
         return
-    for key in ("name", "role", "model", "approval_policy", "tools", "paused", "builtin"):
-        typer.echo(f"{key:<16} {agent.get(key)}")
-    for key, value in agent["limits"].items():
-        typer.echo(f"limits.{key:<9} {value}")
-    for key, value in agent["escalation"].items():
-        typer.echo(f"escalation.{key:<5} {value}")
+    say = _say
+    for key, label in _SHOWN:
+        value = agent.get(key)
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        say(f"{label:<18} {shown}")
+    from kyros.cli.report import FLAGS
+
+    for key, value in [
+        *(agent.get("limits") or {}).items(),
+        *(agent.get("escalation") or {}).items(),
+    ]:
+        flag = FLAGS.get(key, "--" + key.replace("_", "-"))
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        say(f"{flag:<18} {shown}")
     if agent.get("system_prompt"):
-        typer.echo(f"system_prompt:\n{agent['system_prompt']}")
+        say(f"--prompt:\n{agent['system_prompt']}")
+
+
+def _say(text: str) -> None:
+    typer.echo(clean_text(text))
 
 
 def _spec(
@@ -184,7 +208,7 @@ def add(
     if json_out:
         print_json(agent)
     else:
-        typer.echo(f"added agent {agent['name']} ({agent['role']}, {agent['approval_policy']})")
+        _say(f"added agent {agent['name']} ({agent['role']}, {agent['approval_policy']})")
 
 
 @app.command("edit")
@@ -236,11 +260,11 @@ def edit(
     if json_out:
         print_json(agent)
     else:
-        typer.echo(f"updated agent {agent['name']}")
+        _say(f"updated agent {agent['name']}")
 
 
 @app.command("rm")
 def rm(name: NameArg) -> None:
     """Remove an agent (built-in agents can be edited or paused, not removed)."""
     client().remove_agent(name)
-    typer.echo(f"removed agent {name}")
+    _say(f"removed agent {name}")

@@ -185,13 +185,41 @@ def token(
         ),
     ] = False,
 ) -> None:
-    """Print the bearer token for TCP clients (creating one if needed), or rotate it."""
+    """Print the bearer token for TCP clients (creating one if needed), or rotate it.
+
+    It is this machine's token: for a daemon elsewhere (--daemon, KYROS_DAEMON), run it there.
+    """
     from kyros import tokens
 
-    paths = settings().paths
+    loaded = settings()
+    _refuse_remote(loaded)
+    paths = loaded.paths
     current = tokens.read_local_token(paths)
     if rotate or current is None or not paths.token_hash_file.exists():
         current = tokens.generate()
         tokens.install(paths, current)
         sys.stderr.write("kyros: new daemon token installed; a running daemon uses it at once\n")
     typer.echo(current)
+
+
+def _refuse_remote(loaded: Any) -> None:
+    """A token made here would not be the remote daemon's: it would be sent and refused."""
+    from urllib.parse import urlsplit
+
+    from kyros.cli.state import GLOBALS
+    from kyros.client.discovery import resolve_target
+    from kyros.errors import UsageError
+
+    target = resolve_target(loaded, GLOBALS.daemon, GLOBALS.token)
+    if target.uds:
+        return
+    host = urlsplit(target.base_url).hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return
+    raise UsageError(
+        f"the daemon at {target.base_url} ({target.source}) is on another machine: its token "
+        "is there, and a token made here would only be refused",
+        code="remote_token",
+        hint=f"on {host}, run `kyros daemon token`; pass what it prints here with --token "
+        "or KYROS_TOKEN",
+    )

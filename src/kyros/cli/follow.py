@@ -8,12 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from kyros.cli.state import print_jsonl
 from kyros.client.event_words import PHASES, event_line
+from kyros.sanitize import clean_text
 
 if TYPE_CHECKING:
     from kyros.settings import Loaded
 
 #: A run that stops to wait for a human ends the follow: the terminal is not held hostage.
 PAUSE_EVENTS = frozenset({"approval.requested"})
+#: Endings the result reports (with the reason) once the follow is over.
+_ENDINGS = frozenset({"run.failed", "run.cancelled", "run.budget_exhausted"})
 
 
 def follow(
@@ -38,6 +41,8 @@ def follow(
         ):
             if jsonl:
                 print_jsonl(event)
+            elif event["type"] in _ENDINGS:
+                continue  # show_result says how the run ended, once
             elif progress is not None:
                 progress.update(event)
             elif not quiet:
@@ -65,6 +70,13 @@ def reviver(loaded: Loaded) -> Callable[[], None]:
         sys.stderr.flush()
 
     return revive
+
+
+def _safe(value: Any) -> str:
+    """A value from the run (a model, a file, a user) for a rich line: no escapes, no markup."""
+    from rich.markup import escape
+
+    return escape(clean_text(str(value)))
 
 
 def _plain_progress(event: dict[str, Any]) -> None:
@@ -95,26 +107,26 @@ class _Progress:
             self.phase = "started"
         elif kind == "progress":
             phase = data.get("phase")
-            self.phase = PHASES.get(phase, phase)
+            self.phase = _safe(PHASES.get(phase, phase))
             if phase == "context.done":
                 self.console.print(
-                    f"[dim]read {data.get('files')} files "
-                    f"(~{data.get('tokens')} tokens of context)[/dim]"
+                    f"[dim]read {_safe(data.get('files'))} files "
+                    f"(~{_safe(data.get('tokens'))} tokens of context)[/dim]"
                 )
             if phase == "model":
-                self.phase = f"asking {data.get('model')}"
+                self.phase = f"asking {_safe(data.get('model'))}"
         elif kind == "model.request":
-            self.phase = f"turn {data.get('turn')} · asking {data.get('model')}"
+            self.phase = f"turn {data.get('turn')} · asking {_safe(data.get('model'))}"
         elif kind == "model.delta":
             self.chars += len(data.get("text", ""))
         else:
             if data.get("discard"):
                 self.chars = 0  # the failed attempt's tokens do not count
             if kind == "model.fallback":
-                self.phase = f"asking {data.get('to')}"
+                self.phase = f"asking {_safe(data.get('to'))}"
             line = event_line(event)
             if line:
-                self.console.print(f"[dim]{line}[/dim]")
+                self.console.print(f"[dim]{_safe(line)}[/dim]")
         self.status.update(self._text())
 
     def stop(self) -> None:
@@ -131,10 +143,12 @@ def show_result(run: dict[str, Any]) -> None:
         _show_pending(run)
         return
     if run["status"] != "succeeded":
-        err.print(f"[bold red]run {run['id']} {run['status']}[/bold red]: {run.get('error') or ''}")
+        err.print(
+            f"[bold red]run {run['id']} {run['status']}[/bold red]: {_safe(run.get('error') or '')}"
+        )
         return
     if output.get("note") and run["kind"] == "plan":
-        err.print(f"[bold yellow]{output['note']}[/bold yellow]")
+        err.print(f"[bold yellow]{_safe(output['note'])}[/bold yellow]")
     if run["kind"] == "implement":
         text = (output.get("summary") or "").strip()
         files = output.get("files") or []
@@ -151,10 +165,10 @@ def show_result(run: dict[str, Any]) -> None:
         text += f"`kyros run apply {run['id']}` applies the change."
     else:
         text = output.get("markdown") or ""
-    _print_markdown(out, text)
+    _print_markdown(out, clean_text(text))
     cost = run.get("cost") or 0.0
     err.print(
-        f"[dim]run {run['id']} · {run.get('model')} · "
+        f"[dim]run {run['id']} · {_safe(run.get('model'))} · "
         f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens · ${cost:.4f}[/dim]"
     )
 
@@ -177,11 +191,12 @@ def _show_pending(run: dict[str, Any]) -> None:
     pending = run.get("pending") or {}
     err.print(f"[bold yellow]run {run['id']} waits for approval[/bold yellow]")
     if pending.get("kind") == "quality_gate":
-        err.print(f"quality gate: {pending.get('reason')}")
+        err.print(f"quality gate: {_safe(pending.get('reason'))}")
     else:
-        err.print(f"action: {pending.get('tool')} ({pending.get('class')})")
-        err.print(json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False), markup=False)
-        err.print(f"why it asks: {pending.get('reason')}")
+        err.print(f"action: {_safe(pending.get('tool'))} ({_safe(pending.get('class'))})")
+        arguments = json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False)
+        err.print(clean_text(arguments), markup=False)
+        err.print(f"why it asks: {_safe(pending.get('reason'))}")
     err.print(
         f"answer with `kyros run approve {run['id']}` (--always for every such action) "
         f"or `kyros run deny {run['id']} --reason …`"

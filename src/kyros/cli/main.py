@@ -135,33 +135,29 @@ def completion(
 
 
 def run() -> None:
-    """Console-script entry: run the app, turning kyros errors into messages and exit codes."""
-    from kyros.errors import KyrosError
+    """Console-script entry: run the app; every failure is reported by ``kyros.cli.report``
+    (text on stderr, a JSON document on stdout with ``--json``) and ends with its exit code."""
+    from kyros.cli.report import report
 
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except KyrosError as exc:
-        if GLOBALS.debug:
-            raise
-        sys.stderr.write(f"kyros: error: {exc.message}\n")
-        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("kyros: interrupted\n")
         sys.exit(130)
     except Exception as exc:
-        # Typer vendors click (typer._click); its exceptions all derive from TyperException.
-        show = getattr(exc, "show", None)
-        if isinstance(exc, typer.TyperException) and callable(show):
-            show()
-            sys.exit(int(getattr(exc, "exit_code", 2)))
-        if GLOBALS.debug:
+        # Typer vendors click (typer._click); its usage errors derive from TyperException and
+        # are the user's, like a KyrosError: reported, never a traceback.
+        from kyros.errors import KyrosError
+
+        usage = isinstance(exc, typer.TyperException) and callable(getattr(exc, "show", None))
+        if GLOBALS.debug and not usage and not isinstance(exc, KyrosError):
             raise
-        sys.stderr.write(
-            f"kyros: internal error: {type(exc).__name__}: {exc}\n"
-            "Run again with --debug for the traceback, and please report it.\n"
-        )
-        sys.exit(1)
+        if GLOBALS.debug and isinstance(exc, KyrosError):
+            import traceback
+
+            traceback.print_exc()
+        sys.exit(report(exc, sys.argv[1:], debug=GLOBALS.debug))

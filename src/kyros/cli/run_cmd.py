@@ -168,7 +168,7 @@ def plan(
     """Plan a change: reads the workspace, asks the planner model, prints a structured plan.
 
     Exit codes (every `run` command): 0 succeeded, 1 failed or cancelled, 2 bad usage or no
-    model configured, 3 daemon unreachable, 4 auth, 5 waiting for approval.
+    model configured, 3 daemon unreachable, 4 auth, 5 waiting for approval, 70 internal error.
 
     Examples:
 
@@ -409,4 +409,7 @@ def apply(
     if json_out:
         print_json(result)
     else:
-        typer.echo(f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}")
+        from kyros.sanitize import clean_text
+
+        summary = f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}"
+        typer.echo(clean_text(summary))

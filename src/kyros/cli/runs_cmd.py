@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from kyros.cli.state import client, group, print_json, print_jsonl, settings
+from kyros.cli.table import PlainOpt, print_table
+from kyros.sanitize import clean_text, one_line
 
 app = group("List, inspect, follow, diff and cancel runs.")
 
@@ -36,30 +39,31 @@ def list_runs(
         ),
     ] = None,
     json_out: JsonOpt = False,
+    plain: PlainOpt = False,
 ) -> None:
-    """Runs, newest first. For the next page, pass the last id shown to --before."""
-    runs = client().runs(status=status, kind=kind, limit=limit, before=before)
+    """Runs, newest first. For the next page, pass the last id shown to --before (--json
+    gives it as next_before)."""
+    page = client().runs_page(status=status, kind=kind, limit=limit, before=before)
     if json_out:
-        print_json(runs)
+        print_json(page)
         return
-    from rich.table import Table
-
-    from kyros.cli.state import stdout_console
-
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "KIND", "STATUS", "AGE", "COST", "GOAL"):
-        table.add_column(column)
-    for run in runs:
-        goal = " ".join(run["goal"].split())
-        table.add_row(
-            run["id"],
-            run["kind"],
-            run["status"],
-            _age(run["created_at"]),
-            f"${run['cost']:.4f}",
-            goal[:60] + ("…" if len(goal) > 60 else ""),
-        )
-    stdout_console().print(table)
+    print_table(
+        ("ID", "KIND", "STATUS", "AGE", "COST", "GOAL"),
+        (
+            (
+                run["id"],
+                run["kind"],
+                run["status"],
+                _age(run["created_at"]),
+                f"${run.get('cost') or 0:.4f}",
+                one_line(run["goal"], 60),
+            )
+            for run in page["runs"]
+        ),
+        plain=plain,
+    )
+    if page["next_before"] and sys.stderr.isatty():
+        sys.stderr.write(f"kyros: more: kyros runs list --before {page['next_before']}\n")
 
 
 @app.command("show")
@@ -73,18 +77,22 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
     from kyros.cli.follow import show_result
     from kyros.statuses import TERMINAL_STATUSES
 
-    typer.echo(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
-    typer.echo(f"goal: {run['goal']}")
-    typer.echo(
+    say = _say
+    say(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
+    say(f"goal: {run['goal']}")
+    say(
         f"cost so far: ${run.get('cost') or 0:.4f} "
         f"({run.get('tokens_in', 0)} tokens in, {run.get('tokens_out', 0)} out)"
     )
     for child in run["children"]:
-        typer.echo(f"  stage {child['kind']:<9} {child['id']}  {child['status']}")
+        say(f"  stage {child.get('kind')!s:<9} {child.get('id')}  {child.get('status')}")
     for a in run["assessments"]:
-        typer.echo(f"  review {a['verdict']} {a['score']}/100 by {a['model']}: {a['summary']}")
+        say(
+            f"  review {a.get('verdict')} {a.get('score')}/100 by {a.get('model')}: "
+            f"{a.get('summary')}"
+        )
     for step in run["escalations"]:
-        typer.echo(f"  escalation {step['step']}: {step['action']} — {step['reason']}")
+        say(f"  escalation {step.get('step')}: {step.get('action')} — {step.get('reason')}")
     if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
         show_result(run)
 
@@ -113,7 +121,9 @@ def diff(run_id: Annotated[str, typer.Argument(help="Run id.")]) -> None:
 
         from kyros.cli.state import stdout_console
 
-        stdout_console().print(Syntax(text, "diff", theme="ansi_dark", background_color="default"))
+        # On a terminal the diff is shown, so it is sanitised; in a pipe it is data (git apply).
+        shown = clean_text(text)
+        stdout_console().print(Syntax(shown, "diff", theme="ansi_dark", background_color="default"))
     else:
         sys.stdout.write(text)
 
@@ -150,13 +160,19 @@ def events(
             typer.echo(_line(event))
 
 
+def _say(text: str) -> None:
+    """One line of a run's description: its parts came from users, models and files."""
+    typer.echo(clean_text(text))
+
+
 def _line(event: dict[str, Any]) -> str:
-    data = event["data"]
+    data = event.get("data") or {}
     if event["type"] == "model.delta":
         summary = repr(data.get("text", ""))[:80]
     else:
-        summary = " ".join(f"{k}={v}" for k, v in data.items() if k != "output")[:120]
-    return f"{event['seq']:>5}  {event['created_at'][11:19]}  {event['type']:<18} {summary}"
+        summary = one_line(" ".join(f"{k}={v}" for k, v in data.items() if k != "output"), 120)
+    when = str(event.get("created_at") or "")[11:19]
+    return one_line(f"{event['seq']:>5}  {when}  {event['type']:<18} {summary}")
 
 
 @app.command("cancel")
@@ -168,7 +184,7 @@ def cancel(
     if json_out:
         print_json(run)
     else:
-        typer.echo(
+        _say(
             f"{run['id']}: {run['status']}"
             + (" (cancel requested)" if run["status"] == "running" else "")
         )

@@ -74,24 +74,35 @@ def print_json(value: Any) -> None:
             return obj.isoformat()
         raise TypeError(type(obj).__name__)
 
-    sys.stdout.write(json.dumps(value, indent=2, default=default, ensure_ascii=False) + "\n")
+    text = json.dumps(value, indent=2, default=default, ensure_ascii=False)
+    sys.stdout.write(_escape_c1(text) + "\n")
     sys.stdout.flush()
 
 
 def print_jsonl(value: Any) -> None:
     import json
 
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    sys.stdout.write(_escape_c1(text) + "\n")
     sys.stdout.flush()
+
+
+def _escape_c1(text: str) -> str:
+    """JSON escapes C0 controls (ESC is ``\\u001b``) but not C1 ones (U+0080-U+009F, CSI
+    among them), which some terminals obey: escape them too; the document means the same."""
+    import re
+
+    return re.sub("[\x80-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    # Not a terminal: no 80-column wrapping, a message stays one line for grep and logs.
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def stdout_console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kyros.cli.state import client, group, print_json, settings
+from kyros.cli.table import PlainOpt, print_table
+from kyros.sanitize import clean_text, one_line
 from kyros.settings import detach_key_byte
 
 if TYPE_CHECKING:
@@ -77,29 +79,27 @@ def new(
 
 
 @app.command("ls")
-def ls(json_out: JsonOpt = False) -> None:
+def ls(json_out: JsonOpt = False, plain: PlainOpt = False) -> None:
     """Terminals of the daemon, running and recently exited."""
     terms = client().terminals()
     if json_out:
         print_json(terms)
         return
-    from rich.table import Table
-
-    from kyros.cli.state import stdout_console
-
-    table = Table(box=None, header_style="bold")
-    for column in ("ID", "NAME", "STATUS", "VIEWERS", "RUN", "COMMAND"):
-        table.add_column(column)
-    for t in terms:
-        table.add_row(
-            t["id"],
-            t.get("name") or "",
-            _status(t),
-            str(t.get("viewers", 0)),
-            t.get("run_id") or "",
-            " ".join(t["command"])[:60],
-        )
-    stdout_console().print(table)
+    print_table(
+        ("ID", "NAME", "STATUS", "VIEWERS", "RUN", "COMMAND"),
+        (
+            (
+                t["id"],
+                t.get("name") or "",
+                _status(t),
+                str(t.get("viewers", 0)),
+                t.get("run_id") or "",
+                one_line(" ".join(map(str, t["command"])), 60),
+            )
+            for t in terms
+        ),
+        plain=plain,
+    )
 
 
 def _detach_key(value: str | None) -> bytes:
@@ -177,10 +177,10 @@ def kill(ref: Ref, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(term)
     else:
-        typer.echo(f"{term['id']}: {_status(term)}")
+        typer.echo(clean_text(f"{term['id']}: {_status(term)}"))
 
 
 @app.command("logs")
 def logs(ref: Ref) -> None:
     """The terminal's scrollback as plain text (escape sequences rendered, not replayed)."""
-    sys.stdout.write(client().terminal_logs(ref))
+    sys.stdout.write(clean_text(client().terminal_logs(ref)))

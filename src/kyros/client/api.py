@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,10 +14,74 @@ import httpx
 
 from kyros import API_VERSION, __version__
 from kyros.client.discovery import DaemonTarget
-from kyros.errors import DaemonUnreachable, KyrosError, VersionSkew, from_payload
+from kyros.errors import (
+    AuthError,
+    BadAnswer,
+    DaemonUnreachable,
+    Forbidden,
+    InvalidInput,
+    KyrosError,
+    UsageError,
+    VersionSkew,
+    from_payload,
+)
 from kyros.statuses import FINAL_EVENT_TYPES
 
 _TRANSPORT_ERRORS = (httpx.TransportError,)
+
+#: httpx's failures that come without a message, in words.
+_TRANSPORT_WORDS = {
+    "ConnectTimeout": "no answer to the connection within 5 s",
+    "ReadTimeout": "it accepted the connection but did not answer in time",
+    "WriteTimeout": "it stopped reading the request",
+    "PoolTimeout": "too many connections at once",
+    "RemoteProtocolError": "it closed the connection without a valid answer",
+    "ReadError": "the connection broke while reading the answer",
+}
+
+#: One path segment the daemon could have made: ids (``r_01jd3kq8m4x7f2ba9c``), agent and
+#: terminal names. Anything else (``../agents``, ``ID?x=1``, ``''``, a control character) is
+#: refused before a request is made: it could only reach another endpoint or none.
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: A model name may hold ``/`` (``openai/gpt-4.1-mini``) and ``:`` (``ollama/qwen:7b``).
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]*(?:/[A-Za-z0-9_.:@+-]+)*")
+
+#: What each kind of path segment is, how it looks, and which command lists the real ones.
+_SEGMENT_WORDS = {
+    "run": ("a run id", "r_01jd3kq8m4x7f2ba9c", "kyros runs list"),
+    "agent": ("an agent name", "implementer", "kyros agents list"),
+    "terminal": ("a terminal id or name", "t_01jd3kq8m4x7f2ba9c or build", "kyros term ls"),
+    "model": ("a model name", "openai/gpt-4.1-mini", "kyros models list"),
+}
+
+#: Fields a record of each kind always has; an answer without them is not kyros's.
+_REQUIRED = {
+    "run": ("id", "kind", "status", "goal"),
+    "review": ("children", "assessments", "escalations"),
+    "agent": ("name", "role", "approval_policy", "status"),
+    "terminal": ("id", "status", "command"),
+}
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` as one URL path segment naming a ``what`` (run, agent, terminal, model), or a
+    :class:`~kyros.errors.UsageError` (exit 2) saying what it should look like."""
+    pattern = _MODEL if what == "model" else _SEGMENT
+    ok = pattern.fullmatch(value) is not None and ".." not in value.split("/")
+    if not ok or (what == "model" and len(value) > 256):
+        noun, example, lister = _SEGMENT_WORDS[what]
+        raise UsageError(
+            f"{_shown(value)} is not {noun} (one looks like {example})",
+            code="malformed_id",
+            hint=lister,
+        )
+    return quote(value, safe="/" if what == "model" else "")
+
+
+def _shown(value: str, width: int = 60) -> str:
+    """A value the user gave, quoted so that no control character reaches the terminal."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 class Client:
@@ -59,9 +124,39 @@ class Client:
             if self.target.local
             else " — check the address and that the daemon runs there"
         )
+        reason = re.sub(r"^\[Errno \d+\] ", "", str(exc)) or _TRANSPORT_WORDS.get(
+            type(exc).__name__, "the connection failed"
+        )
         return DaemonUnreachable(
-            f"cannot reach the kyros daemon at {self.target.describe()} "
-            f"({type(exc).__name__}: {exc or 'connection failed'}){hint}"
+            f"cannot reach the kyros daemon at {self.target.describe()} ({reason}){hint}"
+        )
+
+    def _bad_answer(self, response: httpx.Response, what: str) -> BadAnswer:
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        return BadAnswer(
+            f"the daemon at {self.target.describe()} answered {what} (HTTP "
+            f"{response.status_code}, {kind}): something other than a kyros daemon may be "
+            "listening there",
+            hint="kyros --daemon URL daemon status (check the address)",
+        )
+
+    def _auth_error(self, error: KyrosError) -> KyrosError:
+        """A refusal in words: which daemon refused, and whether a token was sent at all."""
+        where = self.target.describe()
+        if error.code in ("forbidden_host", "forbidden_origin"):
+            return Forbidden(f"the daemon at {where} refused the request: {error.message}")
+        if not self.target.token or self.target.uds:
+            return AuthError(
+                f"the daemon at {where} requires a token and none was sent",
+                code="token_missing",
+                hint="pass --token TOKEN or set KYROS_TOKEN; `kyros daemon token`, run on the "
+                "daemon's machine, prints it",
+            )
+        return AuthError(
+            f"the daemon at {where} refused the token that was sent (it may have been rotated)",
+            code="token_refused",
+            hint="run `kyros daemon token` on the daemon's machine and pass what it prints "
+            "with --token or KYROS_TOKEN",
         )
 
     def _check(self, response: httpx.Response) -> None:
@@ -77,20 +172,52 @@ class Client:
                 payload = response.json()
             except ValueError:
                 payload = None
-            raise from_payload(response.status_code, payload)
+            error = from_payload(response.status_code, payload)
+            if isinstance(error, AuthError):
+                error = self._auth_error(error)
+            elif payload is None and response.status_code not in (404, 405, 413):
+                error = self._bad_answer(response, "with an error that is not kyros's")
+            raise error
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from None
+        except httpx.InvalidURL as exc:
+            raise UsageError(f"a value given cannot be sent in a URL ({exc})") from None
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(_not_utf8(exc)) from None
         self._check(response)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise self._bad_answer(response, "with a body that is not JSON") from None
+
+    def _object(self, payload: Any, what: str | None = None) -> dict[str, Any]:
+        """``payload`` if it is a JSON object (with ``what``'s required fields), else BadAnswer."""
+        required = _REQUIRED.get(what or "", ())
+        if isinstance(payload, dict) and all(k in payload for k in required):
+            return payload
+        raise BadAnswer(
+            f"the daemon at {self.target.describe()} answered JSON of another shape than "
+            f"kyros's API ({'a ' + what if what else 'an object'} was expected)",
+            hint="kyros daemon status",
+        )
+
+    def _items(self, payload: Any, key: str, what: str | None = None) -> list[dict[str, Any]]:
+        """The list under ``key`` of an answer, each item checked like :meth:`_object`."""
+        items = self._object(payload).get(key)
+        if not isinstance(items, list):
+            self._object(None, what or key)
+        return [self._object(item, what) for item in items or []]
 
     # --- API -------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return dict(self.request("GET", "/healthz"))
+        return self._object(self.request("GET", "/healthz"))
 
     def ready(self) -> dict[str, Any]:
         try:
@@ -98,82 +225,104 @@ class Client:
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from None
         if response.status_code == 503:
-            return dict(response.json())
+            return self._object(_json_or_none(response))
         self._check(response)
-        return dict(response.json())
+        return self._object(_json_or_none(response))
 
     def create_run(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("POST", f"/v1/runs/{kind}", json=body))
+        return self._object(
+            self.request("POST", f"/v1/runs/{segment(kind, 'run')}", json=body), "run"
+        )
 
     def runs(self, **params: Any) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = self.runs_page(**params)["runs"]
+        return runs
+
+    def runs_page(self, **params: Any) -> dict[str, Any]:
+        """A page of runs, newest first: ``{runs, next_before}`` (``next_before``: the id to
+        pass as ``before`` for the next page, None on the last one)."""
         clean = {k: v for k, v in params.items() if v is not None}
-        return list(self.request("GET", "/v1/runs", params=clean)["runs"])
+        if clean.get("before") is not None:
+            segment(clean["before"], "run")
+        page = self._object(self.request("GET", "/v1/runs", params=clean))
+        runs = self._items(page, "runs", "run")
+        after = page.get("next_before")
+        return {"runs": runs, "next_before": after if isinstance(after, str) else None}
 
     def run(self, run_id: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/v1/runs/{run_id}"))
+        return self._object(self.request("GET", f"/v1/runs/{segment(run_id, 'run')}"), "run")
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        return dict(self.request("POST", f"/v1/runs/{run_id}/cancel"))
+        path = f"/v1/runs/{segment(run_id, 'run')}/cancel"
+        return self._object(self.request("POST", path), "run")
 
     def jobs(self, **params: Any) -> list[dict[str, Any]]:
         clean = {k: v for k, v in params.items() if v is not None}
-        return list(self.request("GET", "/v1/jobs", params=clean)["jobs"])
+        return self._items(self.request("GET", "/v1/jobs", params=clean), "jobs")
 
     def approve(
         self, run_id: str, *, approve: bool, always: bool = False, reason: str | None = None
     ) -> dict[str, Any]:
         body = {"approve": approve, "always": always, "reason": reason}
-        return dict(self.request("POST", f"/v1/runs/{run_id}/approve", json=body))
+        path = f"/v1/runs/{segment(run_id, 'run')}/approve"
+        return self._object(self.request("POST", path, json=body), "run")
 
     def apply(self, run_id: str) -> dict[str, Any]:
-        return dict(self.request("POST", f"/v1/runs/{run_id}/apply"))
+        return self._object(self.request("POST", f"/v1/runs/{segment(run_id, 'run')}/apply"))
 
     def review(self, run_id: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/v1/runs/{run_id}/review"))
+        path = f"/v1/runs/{segment(run_id, 'run')}/review"
+        return self._object(self.request("GET", path), "review")
 
     def agents_status(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/agents/status")["agents"])
+        return self._items(self.request("GET", "/v1/agents/status"), "agents")
 
     def agents(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/agents")["agents"])
+        return self._items(self.request("GET", "/v1/agents"), "agents", "agent")
 
     def agent(self, name: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/v1/agents/{name}"))
+        path = f"/v1/agents/{segment(name, 'agent')}"
+        return self._object(self.request("GET", path), "agent")
 
     def add_agent(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("POST", "/v1/agents", json=spec))
+        return self._object(self.request("POST", "/v1/agents", json=spec), "agent")
 
     def edit_agent(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("PATCH", f"/v1/agents/{name}", json=changes))
+        path = f"/v1/agents/{segment(name, 'agent')}"
+        return self._object(self.request("PATCH", path, json=changes), "agent")
 
     def remove_agent(self, name: str) -> None:
-        self.request("DELETE", f"/v1/agents/{name}")
+        self.request("DELETE", f"/v1/agents/{segment(name, 'agent')}")
 
     def terminals(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/terminals")["terminals"])
+        return self._items(self.request("GET", "/v1/terminals"), "terminals", "terminal")
 
     def terminal(self, ref: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/v1/terminals/{ref}"))
+        path = f"/v1/terminals/{segment(ref, 'terminal')}"
+        return self._object(self.request("GET", path), "terminal")
 
     def create_terminal(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.request("POST", "/v1/terminals", json=body))
+        return self._object(self.request("POST", "/v1/terminals", json=body), "terminal")
 
     def kill_terminal(self, ref: str) -> dict[str, Any]:
-        return dict(self.request("DELETE", f"/v1/terminals/{ref}"))
+        path = f"/v1/terminals/{segment(ref, 'terminal')}"
+        return self._object(self.request("DELETE", path), "terminal")
 
     def send_terminal(self, ref: str, data: str) -> dict[str, Any]:
-        return dict(self.request("POST", f"/v1/terminals/{ref}/input", json={"data": data}))
+        path = f"/v1/terminals/{segment(ref, 'terminal')}/input"
+        return self._object(self.request("POST", path, json={"data": data}))
 
     def terminal_logs(self, ref: str) -> str:
+        path = f"/v1/terminals/{segment(ref, 'terminal')}/logs"
         try:
-            response = self._http.get(f"/v1/terminals/{ref}/logs")
+            response = self._http.get(path)
         except _TRANSPORT_ERRORS as exc:
             raise self._unreachable(exc) from None
         self._check(response)
         return response.text
 
     def config(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/config")["entries"])
+        return self._items(self.request("GET", "/v1/config"), "entries")
 
     def daemon(self) -> dict[str, Any]:
         """The daemon's own view: pid, start, idle, config file, key fingerprints."""
@@ -190,7 +339,7 @@ class Client:
         within ISO-8601 ``since``/``until``: ``{by, since, until, run, groups, total}``."""
         params = {"by": by, "since": since, "until": until, "run": run}
         clean = {k: v for k, v in params.items() if v is not None}
-        return dict(self.request("GET", "/v1/usage", params=clean))
+        return self._object(self.request("GET", "/v1/usage", params=clean))
 
     def usage_calls(
         self,
@@ -202,22 +351,22 @@ class Client:
         """Individual model calls from the ledger, newest first."""
         params = {"since": since, "until": until, "run": run, "limit": limit}
         clean = {k: v for k, v in params.items() if v is not None}
-        return list(self.request("GET", "/v1/usage/calls", params=clean)["calls"])
+        return self._items(self.request("GET", "/v1/usage/calls", params=clean), "calls")
 
     def models(self) -> dict[str, Any]:
         """Every model kyros could use and the role table: ``{models: [...], roles: {...}}``."""
-        return dict(self.request("GET", "/v1/models"))
+        return self._object(self.request("GET", "/v1/models"))
 
     def model(self, name: str) -> dict[str, Any]:
         """One catalogue entry (``name`` may be a litellm id with ``/``)."""
-        return dict(self.request("GET", f"/v1/models/{quote(name, safe='/')}"))
+        return self._object(self.request("GET", f"/v1/models/{segment(name, 'model')}"))
 
     def test_model(self, name: str, *, timeout: float = 300.0) -> dict[str, Any]:
         """One tiny call to ``name``: latency, tokens, cost and reply, or the failure."""
-        return dict(
+        return self._object(
             self.request(
                 "POST",
-                f"/v1/models/{quote(name, safe='/')}/test",
+                f"/v1/models/{segment(name, 'model')}/test",
                 timeout=httpx.Timeout(timeout, connect=5.0),
             )
         )
@@ -238,6 +387,7 @@ class Client:
 
         ``revive`` is called once per outage when the daemon stops answering (a local
         client starts a new daemon there); ``reconnect_for`` counts again from its return."""
+        segment(run_id, "run")
         last = after
         failing_since: float | None = None
         revived = False
@@ -290,7 +440,7 @@ class Client:
                 for line in response.iter_lines():
                     if not line:
                         if data:
-                            payload = json.loads("\n".join(data))
+                            payload = self._event(response, "\n".join(data), kind)
                             yield (
                                 {"type": kind, "data": payload} if kind == "stream.end" else payload
                             )
@@ -304,3 +454,34 @@ class Client:
             raise self._unreachable(exc) from None
         except KyrosError:
             raise
+
+    def _event(self, response: httpx.Response, text: str, kind: str) -> dict[str, Any]:
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise self._bad_answer(response, "an event that is not JSON") from None
+        if kind == "stream.end":
+            return self._object(payload)
+        event = self._object(payload)
+        if not isinstance(event.get("seq"), int) or not isinstance(event.get("type"), str):
+            self._object(None, "event")
+        return event
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _not_utf8(exc: UnicodeEncodeError) -> str:
+    """What is wrong with text that cannot be sent: a byte that is not UTF-8 (Python keeps
+    such bytes of the command line as lone surrogates, U+DC80-U+DCFF)."""
+    bad = exc.object[exc.start : exc.end]
+    raw = ", ".join(f"0x{ord(ch) - 0xDC00:02x}" for ch in bad if 0xDC80 <= ord(ch) <= 0xDCFF)
+    what = f"the byte {raw}" if raw else "a character that cannot be encoded"
+    return (
+        f"a value given is not valid UTF-8 text: it holds {what}; retype it or convert it "
+        "(iconv -t UTF-8)"
+    )

@@ -52,7 +52,11 @@ def resolve_target(
         return DaemonTarget(
             base_url="http://kyros", uds=str(loaded.paths.socket), local=True, source="local socket"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # parsed on access: "http://h:x" and "http://[::1" fail here
+    except ValueError:
+        parts = urlsplit("")  # not understood: reported below
     if parts.scheme == "unix":
         path = parts.path or parts.netloc
         default = Path(path) == loaded.paths.socket
@@ -61,7 +65,9 @@ def resolve_target(
         return DaemonTarget(base_url=f"{parts.scheme}://{parts.netloc}", token=token, source=source)
     raise UsageError(
         f"daemon address {url!r} ({source}) is not understood: use unix:///path/kyros.sock "
-        "or http(s)://HOST:PORT"
+        "or http(s)://HOST:PORT",
+        code="bad_daemon_address",
+        hint="kyros --daemon http://127.0.0.1:8765 daemon status",
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kyros.sanitize import one_line
+
 __all__ = ["FAILURES", "PHASES", "event_line"]
 
 PHASES = {
@@ -66,11 +68,12 @@ def event_line(event: dict[str, Any], *, everything: bool = False) -> str | None
     """
     kind, data = event["type"], event.get("data") or {}
     if kind in ("run.failed", "run.cancelled", "run.budget_exhausted"):
-        return f"{kind.split('.')[1]}: {data.get('reason')}"
+        return one_line(f"{kind.split('.')[1]}: {data.get('reason')}")
     line = _notable(kind, data)
     if line is None and everything:
         line = _routine(kind, data)
-    return line
+    # Events carry what models, files, commands and users wrote: one sanitiser for both faces.
+    return None if line is None else one_line(line)
 
 
 def _routine(kind: str, data: dict[str, Any]) -> str | None:

@@ -21,14 +21,19 @@ log = logging.getLogger("kyros.daemon")
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
-def _error(status: int, code: str, message: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "detail": detail}}, status)
+def _error(
+    status: int, code: str, message: str, detail: Any = None, hint: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "detail": detail}
+    if hint is not None:
+        body["hint"] = hint  # the next command to try (ADR 0018)
+    return JSONResponse({"error": body}, status)
 
 
 def _kyros_error_response(exc: KyrosError) -> JSONResponse:
     if exc.http_status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return _error(exc.http_status, exc.code, exc.message, exc.detail)
+    return _error(exc.http_status, exc.code, exc.message, exc.detail, exc.hint)
 
 
 def _crash_response(exc: Exception) -> JSONResponse:

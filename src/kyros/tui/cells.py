@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
+from kyros import sanitize
+
 #: Rich styles per run status (cells are Rich renderables; the panes' theme is in app.tcss).
 STATUS_STYLES = {
     "queued": "dim",
@@ -50,9 +52,9 @@ def age(created_at: str | datetime, now: datetime) -> str:
 
 
 def one_line(text: str | None, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters with an ellipsis."""
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
+    """``text`` on one line, cut to ``width`` characters with an ellipsis, without terminal
+    escapes or control characters (the one sanitiser, :func:`kyros.sanitize.one_line`)."""
+    return sanitize.one_line(text, width)
 
 
 def waits_on(run: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -170,9 +171,37 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
-def _classify(exc: BaseException, redact: Redactor, phase: str) -> ProviderError:
+#: The library's own words in its errors' text: class names ("litellm.InternalServerError:
+#: InternalServerError: OpenAIException - ") and advice to programmers ("Handle with
+#: `litellm.InternalServerError`"), which mean nothing to a user of kyros.
+_LIBRARY_WORDS = (
+    re.compile(r"litellm\.\w+(?:Error|Exception)\s*:\s*"),
+    re.compile(r"\b\w+(?:Error|Exception)\s*:\s*"),
+    re.compile(r"\b\w+Exception\s+-\s+"),
+    re.compile(r"\s*Handle with `[^`]*`\.?"),
+    re.compile(r"\s*Received Model Group=.*"),
+)
+
+
+def plain_words(text: str) -> str:
+    """A provider error's text without the library's class names and advice."""
+    for pattern in _LIBRARY_WORDS:
+        text = pattern.sub("", text)
+    text = text.strip(" .:-")
+    return text or "no explanation"
+
+
+def _classify(exc: BaseException, redact: Redactor, phase: str, where: str = "") -> ProviderError:
     # Providers echo request details (sometimes the key) in errors; this text reaches events.
-    text = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
+    raw = redact(str(exc).splitlines()[0][:500]) if str(exc) else type(exc).__name__
+    text = plain_words(raw) + where
+    if "LLM Provider NOT provided" in raw:  # litellm's words for a prefix it does not know
+        return ProviderError(
+            f"no provider is known by the prefix of this model's name{where}: name it as "
+            "PROVIDER/NAME (openai/gpt-4.1-mini, anthropic/claude-sonnet-4-5); "
+            "`kyros models list` shows the models kyros can use",
+            kind="bad_request",
+        )
     if isinstance(exc, llm_errors.MidStreamFallbackError):
         return ProviderError(f"the answer stopped mid-stream: {text}", kind="cut")
     if isinstance(exc, llm_errors.RateLimitError):
@@ -202,6 +231,8 @@ def _classify(exc: BaseException, redact: Redactor, phase: str) -> ProviderError
     for cls, kind, words in pairs:
         if isinstance(exc, cls):
             return ProviderError(f"{words}: {text}", kind=kind)
+    if "connection error" in text.lower():  # the OpenAI SDK's refused or reset connection
+        return ProviderError(f"could not reach the provider: {text}", kind="provider")
     return ProviderError(f"the provider failed: {text}", kind="provider")
 
 
@@ -310,7 +341,10 @@ class LiteLLMBackend:
             raise
         except Exception as exc:
             await _close(stream)
-            raise _classify(exc, Redactor([request.api_key]), phase) from None
+            where = f" (model {request.model}" + (
+                f" at --api-base {request.api_base})" if request.api_base else ")"
+            )
+            raise _classify(exc, Redactor([request.api_key]), phase, where) from None
         if finish is None:
             # The stream ended without saying it was done: text may be missing and a tool call
             # may be cut short; a partial tool call must never run.

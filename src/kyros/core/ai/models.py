@@ -57,6 +57,12 @@ class ResolvedModel:
 
 
 def _provider_of(model: str) -> str:
+    return _known_family(model) or "openai"
+
+
+def _known_family(model: str) -> str | None:
+    """The provider a model name says it belongs to: its ``provider/`` prefix, or a bare name
+    of a well-known family (``gpt-4.1``, ``claude-…``, ``gemini-…``); None otherwise."""
     if "/" in model:
         return model.split("/", 1)[0]
     lowered = model.lower()
@@ -66,7 +72,7 @@ def _provider_of(model: str) -> str:
         return "anthropic"
     if lowered.startswith("gemini"):
         return "gemini"
-    return "openai"
+    return None
 
 
 def resolve_model(
@@ -95,6 +101,15 @@ def resolve_model(
     model = requested
     if api_base and "/" not in model:
         model = f"openai/{model}"  # an OpenAI-compatible server speaks the openai protocol
+    if _known_family(model) is None:
+        # A bare name of no family ("nosuchmodel") is not "an OpenAI model without a key".
+        raise ModelNotConfigured(
+            f"model {requested!r} is unknown: name a catalogue entry, or a model as "
+            "PROVIDER/NAME (openai/gpt-4.1-mini, anthropic/claude-sonnet-4-5, or openai/NAME "
+            "with --api-base for an OpenAI-compatible server)",
+            code="model_unknown",
+            hint="kyros models list",
+        )
     provider = _provider_of(model)
     if provider in KEYLESS:
         return ResolvedModel(

@@ -355,7 +355,7 @@ class Store:
     @asynccontextmanager
     async def _postgres_write(self) -> AsyncIterator[Conn]:
         assert self._engine is not None
-        async with _translate_errors(), self._engine.begin() as conn:
+        async with _translate_errors(self.url), self._engine.begin() as conn:
             yield conn
 
     def read(self) -> AbstractAsyncContextManager[Conn]:
@@ -368,7 +368,7 @@ class Store:
     @asynccontextmanager
     async def _postgres_read(self) -> AsyncIterator[Conn]:
         assert self._engine is not None
-        async with _translate_errors(), self._engine.connect() as conn:
+        async with _translate_errors(self.url), self._engine.connect() as conn:
             yield conn
 
     async def checkpoint(self) -> None:
@@ -408,8 +408,42 @@ def _raise_unavailable(exc: BaseException) -> None:
         raise unavailable from exc
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable | None:
+#: PostgreSQL's SQLSTATE for "database does not exist" (invalid_catalog_name).
+_NO_DATABASE = "3D000"
+
+
+def _missing_database(exc: BaseException, url: str) -> StoreUnavailable | None:
+    """A PostgreSQL database that does not exist, in words: the URL (password hidden) and
+    the command that creates it."""
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state != _NO_DATABASE and "does not exist" not in str(orig or ""):
+        return None
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if not parsed.drivername.startswith("postgresql") or not parsed.database:
+        return None
+    where = " ".join(
+        f"{flag} {value}"
+        for flag, value in (("-h", parsed.host), ("-p", parsed.port), ("-U", parsed.username))
+        if value
+    )
+    return StoreUnavailable(
+        f"the PostgreSQL database {parsed.database!r} does not exist at "
+        f"{parsed.render_as_string(hide_password=True)}",
+        code="database_missing",
+        hint=f"createdb {where + ' ' if where else ''}{parsed.database}, or point "
+        "KYROS_DATABASE_URL at a database that exists",
+    )
+
+
+def _unavailable(exc: BaseException, url: str | None = None) -> StoreUnavailable | None:
     """What a connection-level database failure becomes; None for any other error."""
+    missing = _missing_database(exc, url) if url is not None else None
+    if missing is not None:
+        return missing
     if isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
@@ -420,12 +454,13 @@ def _unavailable(exc: BaseException) -> StoreUnavailable | None:
 
 
 @asynccontextmanager
-async def _translate_errors() -> AsyncIterator[None]:
-    """Connection-level database failures become :class:`StoreUnavailable`."""
+async def _translate_errors(url: str | None = None) -> AsyncIterator[None]:
+    """Connection-level database failures become :class:`StoreUnavailable` (naming ``url``'s
+    database, password hidden, when it does not exist)."""
     try:
         yield
     except Exception as exc:
-        unavailable = _unavailable(exc)
+        unavailable = _unavailable(exc, url)
         if unavailable is None:
             raise
         raise unavailable from exc

@@ -60,7 +60,7 @@ async def upgrade(url: str, target: str = "head") -> MigrationStatus:
     resulting status."""
     engine = make_engine(url, migrations=True)
     try:
-        async with _translate_errors(), engine.begin() as conn:
+        async with _translate_errors(url), engine.begin() as conn:
             await conn.run_sync(_upgrade, target)
             current = await conn.run_sync(_current)
     finally:
@@ -72,7 +72,7 @@ async def status(url: str) -> MigrationStatus:
     """The database's revision next to the newest one kyros knows."""
     engine = make_engine(url, migrations=True)
     try:
-        async with _translate_errors(), engine.connect() as conn:
+        async with _translate_errors(url), engine.connect() as conn:
             current = await conn.run_sync(_current)
     finally:
         await engine.dispose()

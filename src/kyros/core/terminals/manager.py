@@ -174,7 +174,7 @@ class TerminalManager:
         named = [s for s in self._sessions.values() if s.name == id_or_name]
         if not named:
             raise NotFound(
-                f"no terminal with id or name {id_or_name!r}; `kyros term list` shows them",
+                f"no terminal with id or name {id_or_name!r}; `kyros term ls` shows them",
                 detail={"terminal": id_or_name},
             )
         live = [s for s in named if s.running]

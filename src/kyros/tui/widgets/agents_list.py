@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from kyros.tui.cells import agent_status_text
+from kyros.tui.cells import agent_status_text, one_line
 
 #: The live status first: it is what changes; the model (often long) last.
 KEYS = ("name", "status", "role", "run", "model")
@@ -37,7 +37,11 @@ class AgentsList(DataTable[Any]):
 
     @staticmethod
     def _cell(key: str, value: str) -> Text:
-        return agent_status_text(value) if key == "status" else Text(value, no_wrap=True)
+        return (
+            agent_status_text(value)
+            if key == "status"
+            else Text(one_line(value, 200), no_wrap=True)
+        )
 
     def update_agents(self, agents: list[dict[str, Any]]) -> None:
         names = {a["name"] for a in agents}

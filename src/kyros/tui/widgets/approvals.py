@@ -30,7 +30,7 @@ class Approvals(DataTable[Any]):
             del self._cells[gone]
         added = False
         for run in sorted(runs, key=lambda r: (r["created_at"], r["id"])):
-            row = (run["id"], waits_on(run), one_line(run.get("goal"), 300))
+            row = (run["id"], one_line(waits_on(run), 100), one_line(run.get("goal"), 300))
             old = self._cells.get(run["id"])
             if old is None:
                 self.add_row(*(Text(v, no_wrap=True) for v in row), key=run["id"])

@@ -24,6 +24,7 @@ from textual.widgets import Button, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from kyros.errors import DaemonUnreachable, KyrosError
+from kyros.sanitize import clean_text, one_line
 from kyros.statuses import FINAL_EVENT_TYPES, TERMINAL_STATUSES
 from kyros.tui.cells import money, status_text
 from kyros.tui.connection import Connection
@@ -223,7 +224,7 @@ class RunDetail(Vertical):
         message.stop()
         if message.run_id == self.run_id:
             self.query_one("#detail-head", Static).update(
-                Text(f"{message.run_id}: {message.message}", style="bold red")
+                Text(clean_text(f"{message.run_id}: {message.message}"), style="bold red")
             )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -262,26 +263,30 @@ class RunDetail(Vertical):
         self._shown = key
         self._render_head(run)
         self._show_actions(run)
-        self._show_markdown("output", output_markdown(run))
+        self._show_markdown("output", clean_text(output_markdown(run)))
         diff = diff_of(run, review)
+        diff = clean_text(diff) if diff else diff
         self.query_one("#diff", Static).update(
             Syntax(diff, "diff", theme="ansi_dark", background_color="default")
             if diff
             else Text("No diff." if diff is None else "The change is empty.", style="dim")
         )
-        self._show_markdown("review", review_markdown(review))
+        self._show_markdown("review", clean_text(review_markdown(review)))
 
     def _render_head(self, run: dict[str, Any]) -> None:
         head = Text.assemble(
             (run["id"], "bold"), "  ", run["kind"], "  ", status_text(run["status"]), "\n"
         )
         head.append(
-            f"agent {run.get('agent') or '-'} · model {run.get('model') or '-'} · "
-            f"cost so far {money(run.get('cost'))} · "
-            f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens\n",
+            one_line(
+                f"agent {run.get('agent') or '-'} · model {run.get('model') or '-'} · "
+                f"cost so far {money(run.get('cost'))} · "
+                f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens"
+            )
+            + "\n",
             style="dim",
         )
-        head.append(" ".join(str(run.get("goal") or "").split())[:400])
+        head.append(one_line(run.get("goal"), 400))
         self.query_one("#detail-head", Static).update(head)
         self._render_pending(run)
 
@@ -307,17 +312,19 @@ class RunDetail(Vertical):
         if not pane.display:
             return
         if pending.get("kind") == "quality_gate":
-            text = Text.assemble(("Quality gate: ", "bold"), str(pending.get("reason") or ""))
+            text = Text.assemble(("Quality gate: ", "bold"), one_line(pending.get("reason")))
         else:
-            arguments = json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False)
+            arguments = clean_text(
+                json.dumps(pending.get("arguments"), indent=2, ensure_ascii=False)
+            )
             lines = arguments.splitlines()
             if len(lines) > 12:
                 lines = [*lines[:12], f"… {len(lines) - 12} more lines"]
             text = Text.assemble(
                 ("Waits for approval: ", "bold"),
-                f"{pending.get('tool')} ({pending.get('class')})\n",
+                one_line(f"{pending.get('tool')} ({pending.get('class')})") + "\n",
                 ("\n".join(lines), "dim"),
-                f"\nwhy it asks: {pending.get('reason')}",
+                "\nwhy it asks: " + one_line(pending.get("reason")),
             )
         pane.update(text)
 

@@ -17,6 +17,7 @@ from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
 from kyros.client.event_words import event_line
+from kyros.sanitize import clean_text
 
 #: The model text kept for the live view and written to the log when the answer ends.
 LIVE_CHARS = 4000
@@ -66,7 +67,7 @@ class RunEvents(Vertical):
         for event in events:
             self.seqs.append(int(event["seq"]))
             if event["type"] == "model.delta":
-                text = str((event.get("data") or {}).get("text", ""))
+                text = clean_text(str((event.get("data") or {}).get("text", "")))
                 self._live = (self._live + text)[-LIVE_CHARS:]
                 continue
             if self._live:
