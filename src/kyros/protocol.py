@@ -175,6 +175,9 @@ class RunReview(BaseModel):
     children: list[Run]
     assessments: list[Assessment]
     escalations: list[Escalation]
+    #: The run's model calls with its stages' (``calls``, ``tokens_in``, ``tokens_out``,
+    #: ``cost``), from the cost ledger.
+    usage: dict[str, Any] = Field(default_factory=dict)
 
 
 class Applied(BaseModel):
@@ -224,6 +227,8 @@ class AgentStatus(BaseModel):
     model: str | None
     status: str
     current_run: str | None
+    #: Why an ``offline`` agent cannot work (no key, no model configured); None otherwise.
+    problem: str | None = None
 
 
 class AgentStatusList(BaseModel):
@@ -275,6 +280,8 @@ class Agent(BaseModel):
     builtin: bool = False
     status: str = "idle"
     current_run: str | None = None
+    #: Why an ``offline`` agent cannot work; None otherwise.
+    problem: str | None = None
 
 
 class AgentList(BaseModel):
@@ -358,6 +365,8 @@ class UsageGroup(BaseModel):
     cost: float
     #: Mean latency of the successful calls, ms; null without any.
     latency_ms_avg: float | None = None
+    #: Grouped by run: the stages whose calls a parent run's group includes.
+    children: list[str] = Field(default_factory=list)
 
 
 class UsageReport(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 from kyros.core.ai.backend import Completion, LLMBackend
 from kyros.core.ai.budget import BudgetExhausted
 from kyros.core.ai.catalogue import ROLE_OF_KIND
+from kyros.core.ai.choice import server_of
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.service import RunService
@@ -101,11 +102,22 @@ class RunExecutor:
         retries and fallbacks are events. Raises ``BudgetExhausted`` before a call past a cap."""
         role = role or ROLE_OF_KIND.get(run["kind"])
         writer = DeltaWriter(self.runs, run["id"], **tags) if stream else None
+        chain = self.runs.catalogue.chain(role, resolved)
+        servers = {c.name: server_of(c) for c in chain}
 
         async def on_event(kind: str, data: dict[str, Any]) -> None:
             if writer is not None:
                 await writer.flush()  # a discarded attempt's text goes out before its notice
+            if kind == "model.fallback":
+                # The fallback is called at its own server, chosen by the role's chain.
+                data = {
+                    **data,
+                    "server": servers.get(str(data.get("to"))),
+                    "why": f"fallback:{role}",
+                }
             await self.runs.emit(run["id"], kind, {**data, **tags})
+
+        await self.runs.emit(run["id"], "model.call", {**call_record(run, resolved, role), **tags})
 
         spender = RunSpender(
             self.runs.store,
@@ -117,7 +129,7 @@ class RunExecutor:
         )
         try:
             return await self.runs.router.complete(
-                self.runs.catalogue.chain(role, resolved),
+                chain,
                 messages,
                 backend,
                 spender,
@@ -135,3 +147,18 @@ class RunExecutor:
         async with self.runs.store.read() as conn:
             row = await agents_repo.get(conn, run["agent"])
         return dict((row or {}).get("limits") or {})
+
+
+def call_record(run: dict[str, Any], resolved: ResolvedModel, role: str | None) -> dict[str, Any]:
+    """What a ``model.call`` event says: the model, its server and why it was chosen."""
+    choice = (run.get("params") or {}).get("model_choice") or {}
+    reason = choice.get("reason") or "run"
+    data: dict[str, Any] = {
+        "model": resolved.name,
+        "server": server_of(resolved),
+        "reason": reason,
+        "role": role,
+    }
+    if choice.get("replaced") is not None:
+        data["replaced"] = choice["replaced"]
+    return data

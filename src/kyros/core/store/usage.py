@@ -187,3 +187,34 @@ async def recent(
         run_id=run_id,
     )
     return [row_dict(r) for r in await conn.execute(query)]
+
+
+def roll_up_children(report: dict[str, Any], parents: dict[str, str]) -> dict[str, Any]:
+    """A ``by="run"`` report where each parent run's group also counts its stages' calls.
+
+    ``parents`` maps a stage's run id to its parent's. A parent's group lists its stages in
+    ``children``; each call still counts once in ``total``. Groups are sorted again.
+    """
+    groups = {g["key"]: {**g, "outcomes": dict(g["outcomes"])} for g in report["groups"]}
+    for group in report["groups"]:
+        parent = parents.get(group["key"] or "")
+        if parent is None:
+            continue
+        target = groups.get(parent)
+        if target is None:
+            target = groups[parent] = _finish(_empty_group(parent))
+        target.setdefault("children", []).append(group["key"])
+        # The mean latency of the sum: weighted by each side's successful calls.
+        ok = target["ok"] + group["ok"]
+        if ok:
+            weighted = (target["latency_ms_avg"] or 0.0) * target["ok"] + (
+                group["latency_ms_avg"] or 0.0
+            ) * group["ok"]
+            target["latency_ms_avg"] = weighted / ok
+        for name in ("calls", "ok", "failed", "tokens_in", "tokens_out", "cached_tokens", "cost"):
+            target[name] += group[name]
+        for outcome, calls in group["outcomes"].items():
+            target["outcomes"][outcome] = target["outcomes"].get(outcome, 0) + calls
+    out = list(groups.values())
+    out.sort(key=lambda g: (-round(g["cost"], 9), g["key"] is None, g["key"] or ""))
+    return {**report, "groups": out}
