@@ -180,6 +180,52 @@ class RunReview(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
 
 
+class ThreadRun(BaseModel):
+    """One run of a conversation."""
+
+    id: str
+    kind: RunKind
+    status: RunStatus
+    goal: str
+    model: str | None = None
+    parent_id: str | None = None
+    created_at: datetime
+
+
+class Thread(BaseModel):
+    """A conversation runs share (``--continue RUN``): its runs, oldest first."""
+
+    id: str
+    title: str | None = None
+    created_at: datetime
+    #: When its newest message was written (its creation when it has none).
+    active_at: datetime
+    messages_count: int
+    runs: list[ThreadRun]
+
+
+class ThreadList(BaseModel):
+    threads: list[Thread]
+
+
+class ThreadMessage(BaseModel):
+    """One message of a thread; ``summary`` messages stand for the ones before ``meta.upto``
+    in what is sent to a model (the originals are kept)."""
+
+    id: int
+    run_id: str | None = None
+    role: str
+    #: At most 2,000 characters; ``truncated`` says when the stored text is longer.
+    content: str
+    truncated: bool = False
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class ThreadDetail(Thread):
+    messages: list[ThreadMessage]
+
+
 class Applied(BaseModel):
     """What ``POST /v1/runs/{id}/apply`` changed in the user's tree."""
 

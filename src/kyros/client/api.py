@@ -130,6 +130,12 @@ class Client:
     def review(self, run_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/runs/{run_id}/review"))
 
+    def threads(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/threads", params={"limit": limit})["threads"])
+
+    def thread(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/threads/{ref}"))
+
     def agents_status(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/v1/agents/status")["agents"])
 

@@ -25,6 +25,7 @@ from kyros.core.ai.router import RoutePolicy, Router
 from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
+from kyros.core.runs.conversations import ThreadService
 from kyros.core.runs.critic import CriticExecutor
 from kyros.core.runs.implement import ImplementExecutor
 from kyros.core.runs.pipeline import PipelineExecutor
@@ -111,6 +112,7 @@ class Core:
         self.backend_error: str | None = None
         register_builtin(self.registry)
         self.agents = AgentService(self.store)
+        self.threads = ThreadService(self.store)
         self.registry.register("plan", PlanExecutor(self.runs, self.backend))
         self.registry.register(
             "implement",

@@ -226,7 +226,7 @@ class _Loop:
                 self.denied = _denied_changes(own)
                 return "done"
             self._check_limits()
-            history = await self._compact(history, resolved, backend)
+            history = await self.x.compacted(self.run, self.ctx, history, resolved, backend)
             await self._turn(history, resolved, backend)
 
     # --- conversation -----------------------------------------------------------------------
@@ -268,41 +268,6 @@ class _Loop:
                 + "\n".join(lines)
             )
         return "\n\n".join(parts)
-
-    async def _compact(
-        self, history: list[dict[str, Any]], resolved: ResolvedModel, backend: LLMBackend
-    ) -> list[dict[str, Any]]:
-        window = 32_000 if resolved.is_demo else backend.context_window(resolved.litellm_model)
-        window = int((self.run.get("params") or {}).get("context_window") or window)
-        chat = memory.to_chat(history, self.run["id"])
-        if memory.estimate_tokens(chat) <= window * memory.COMPACT_AT:
-            return history
-        upto = memory.compaction_cut(history, int(window * memory.KEEP_SHARE))
-        if upto is None:
-            return history
-        completion = await self.x.call_model(
-            self.run,
-            resolved,
-            backend,
-            memory.summary_request(history, upto),
-            stream=False,
-            role="summarize",
-        )
-        async with self.runs.store.write() as conn:
-            await self.ctx.fence(conn)
-            await threads_repo.append(
-                conn,
-                self.run["thread_id"],
-                "summary",
-                completion.text,
-                run_id=self.run["id"],
-                meta={"upto": upto},
-            )
-            event = await events_repo.append(
-                conn, self.run["id"], "memory.compacted", {"upto": upto}
-            )
-        self.runs.bus.publish([event])
-        return await self._history()
 
     # --- one model turn ---------------------------------------------------------------------
 
