@@ -6,6 +6,7 @@ runs whose every change was denied."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,65 @@ def test_an_implement_agent_without_tools_can_write_and_denied_writes_fail(
     assert "every change was denied: 2 write call(s)" in run["error"]
     assert "--tools read,write,command" in run["error"]
     assert world.models(world.a) == ["coder1"] * 5
+
+
+def test_the_critic_vendor_swap_is_a_setting_and_is_said(
+    daemon_env: dict[str, str], tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    models = {
+        "coder": {"model": "openai/coder1", "api_base": fake_openai.url, "key": "none"},
+        "judge": {"model": "openai/judge", "api_base": fake_openai.url, "key": "none"},
+        "claude": {"model": "anthropic/claude-x", "api_base": fake_openai.url, "key": "none"},
+    }
+    env = {
+        **daemon_env,
+        "KYROS_MODELS": json.dumps(models),
+        "KYROS_ROLES": json.dumps({"implement": {"model": "coder"}, "critic": {"model": "judge"}}),
+    }
+    patch = tmp_path / "change.diff"
+    patch.write_text(FIX)
+    repo = make_repo(tmp_path / "calc-repo")
+    fake_openai.enqueue(
+        Reply(tool_calls=[call("c1", "apply_patch", patch=FIX)]), Reply(text="fixed")
+    )
+    d = start_daemon(env)
+    try:
+        done = d.cli("run", "implement", "fix add", "-w", str(repo), "--json")
+        assert done.returncode == 0, done.stderr
+        target = json.loads(done.stdout)["id"]
+        # On (the default): the configured critic is of the change's vendor, so claude reviews.
+        queued = d.cli("run", "critic", "--run", target, "-w", str(repo), "--detach", "--json")
+        assert queued.returncode == 0, queued.stderr
+        run = json.loads(queued.stdout)
+        choice = run["params"]["model_choice"]
+        assert (run["model"], choice["reason"], choice["replaced"]) == (
+            "claude",
+            "critic:other-vendor",
+            "judge",
+        )
+        events = json.loads(d.cli("runs", "events", run["id"], "--no-follow", "--json").stdout)
+        replaced = [e["data"] for e in events if e["type"] == "model.replaced"]
+        assert replaced and replaced[0]["replaced"] == "judge"
+        shown = d.cli("runs", "show", run["id"])
+        assert "replaced judge" in shown.stdout and "critic_other_vendor" in shown.stdout
+        # Its call goes to claude (which the fake server does not speak): let it end first.
+        deadline = time.monotonic() + 60
+        while json.loads(d.cli("runs", "show", run["id"], "--json").stdout)["status"] not in (
+            "succeeded",
+            "failed",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        d.stop()
+    # Off: the configured [roles.critic] model reviews, as configured.
+    d = start_daemon({**env, "KYROS_CRITIC_OTHER_VENDOR": "false"})
+    try:
+        fake_openai.enqueue(verdict("pass", 90))
+        out = d.cli("run", "critic", "--run", target, "-w", str(repo), "--json")
+        assert out.returncode == 0, out.stderr
+        run = json.loads(out.stdout)
+        assert (run["model"], run["params"]["model_choice"]["reason"]) == ("judge", "role:critic")
+        assert fake_openai.requests[-1].body["model"] == "judge"
+    finally:
+        d.stop()
