@@ -139,7 +139,11 @@ def _start(
         print_json(final)
     elif not jsonl:
         show_result(final)
-    raise typer.Exit(exit_code(final, fail_under))
+    code = exit_code(final, fail_under)
+    if code == ExitCode.RUN_FAILED and final["status"] == "succeeded":
+        score = ((final.get("output") or {}).get("assessment") or {}).get("score")
+        sys.stderr.write(f"kyros: the review scored {score}, below --fail-under {fail_under}\n")
+    raise typer.Exit(code)
 
 
 def exit_code(run: dict[str, Any], fail_under: int | None = None) -> int:

@@ -90,6 +90,8 @@ def _routine(kind: str, data: dict[str, Any]) -> str | None:
         return f"applied: {', '.join(data.get('files') or []) or 'no files'}"
     if kind == "model.request":
         return f"turn {data.get('turn')}: asking {data.get('model')}"
+    if kind == "model.call":
+        return f"calling {data.get('model')} at {data.get('server')} ({data.get('reason')})"
     if kind == "tool.result":
         return f"{data.get('tool')}: ok"
     if kind == "terminal.started":
@@ -132,6 +134,11 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
         return (
             f"{data.get('from')}: {_failure(data)}; falling back to {data.get('to')}"
             + _discarded(data)
+        )
+    if kind == "model.replaced":
+        return (
+            f"the critic reviews with {data.get('model')} instead of "
+            f"{data.get('replaced') or 'no configured critic'}: {data.get('why')}"
         )
     if kind == "model.waiting":
         return f"every model for this call is resting; waiting {data.get('seconds')}s"
