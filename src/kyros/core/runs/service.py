@@ -280,12 +280,7 @@ class RunService:
                 "escalations": await quality_repo.escalations_for(conn, run_id),
             }
             if with_usage:
-                totals = {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
-                for one in ids:  # a pipeline has a handful of stages: one small query each
-                    total = (await usage_repo.summarize(conn, by="run", run_id=one))["total"]
-                    for key in totals:
-                        totals[key] += total[key]
-                out["usage"] = totals
+                out["usage"] = await usage_repo.totals_for(conn, ids)
             return out
 
     async def events_after(

@@ -189,6 +189,24 @@ async def recent(
     return [row_dict(r) for r in await conn.execute(query)]
 
 
+async def totals_for(conn: Conn, run_ids: list[str]) -> dict[str, Any]:
+    """Calls, tokens and cost of the ledger rows of ``run_ids`` together (a run and its stages)."""
+    query = select(
+        func.count().label("calls"),
+        func.sum(usage.c.tokens_in).label("tokens_in"),
+        func.sum(usage.c.tokens_out).label("tokens_out"),
+        func.sum(usage.c.cost).label("cost"),
+    ).where(usage.c.run_id.in_(run_ids))
+    row = row_dict((await conn.execute(query)).one())
+    # PostgreSQL sums BIGINT as NUMERIC (Decimal): back to int.
+    return {
+        "calls": int(row["calls"] or 0),
+        "tokens_in": int(row["tokens_in"] or 0),
+        "tokens_out": int(row["tokens_out"] or 0),
+        "cost": float(row["cost"] or 0.0),
+    }
+
+
 def roll_up_children(report: dict[str, Any], parents: dict[str, str]) -> dict[str, Any]:
     """A ``by="run"`` report where each parent run's group also counts its stages' calls.
 
