@@ -307,7 +307,12 @@ async def test_approve_and_deny_from_the_approvals_pane(
             lambda: "return a + b" in (repo / "calc" / "__init__.py").read_text(),
             "the change in the working tree",
         )
-        assert any(m.startswith(f"applied run {run_id}") for m in messages(app))
+        # The toast follows the daemon's answer, which may come after the file changed.
+        await until(
+            pilot,
+            lambda: any(m.startswith(f"applied run {run_id}") for m in messages(app)),
+            "the applied toast",
+        )
         # `k` asks a critic to review the run's change: the form names the run.
         asked = list(fake_openai.requests)  # the implement run's requests
         fake_openai.enqueue(Reply(text=json.dumps(VERDICT)))

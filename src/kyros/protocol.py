@@ -190,6 +190,55 @@ class RunReview(BaseModel):
     children: list[Run]
     assessments: list[Assessment]
     escalations: list[Escalation]
+    #: The run's model calls with its stages' (``calls``, ``tokens_in``, ``tokens_out``,
+    #: ``cost``), from the cost ledger.
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class ThreadRun(BaseModel):
+    """One run of a conversation."""
+
+    id: str
+    kind: RunKind
+    status: RunStatus
+    goal: str
+    model: str | None = None
+    parent_id: str | None = None
+    created_at: datetime
+
+
+class Thread(BaseModel):
+    """A conversation runs share (``--continue RUN``): its runs, oldest first."""
+
+    id: str
+    title: str | None = None
+    created_at: datetime
+    #: When its newest message was written (its creation when it has none).
+    active_at: datetime
+    messages_count: int
+    runs: list[ThreadRun]
+
+
+class ThreadList(BaseModel):
+    threads: list[Thread]
+
+
+class ThreadMessage(BaseModel):
+    """One message of a thread; ``summary`` messages stand for the ones before ``meta.upto``
+    in what is sent to a model (the originals are kept)."""
+
+    id: int
+    run_id: str | None = None
+    role: str
+    #: At most 2,000 characters; ``truncated`` says when the stored text is longer.
+    content: str
+    truncated: bool = False
+    meta: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class ThreadDetail(Thread):
+    messages: list[ThreadMessage]
 
 
 class Applied(BaseModel):
@@ -239,6 +288,8 @@ class AgentStatus(BaseModel):
     model: str | None
     status: str
     current_run: str | None
+    #: Why an ``offline`` agent cannot work (no key, no model configured); None otherwise.
+    problem: str | None = None
 
 
 class AgentStatusList(BaseModel):
@@ -290,6 +341,8 @@ class Agent(BaseModel):
     builtin: bool = False
     status: str = "idle"
     current_run: str | None = None
+    #: Why an ``offline`` agent cannot work; None otherwise.
+    problem: str | None = None
 
 
 class AgentList(BaseModel):
@@ -373,6 +426,8 @@ class UsageGroup(BaseModel):
     cost: float
     #: Mean latency of the successful calls, ms; null without any.
     latency_ms_avg: float | None = None
+    #: Grouped by run: the stages whose calls a parent run's group includes.
+    children: list[str] = Field(default_factory=list)
 
 
 class UsageReport(BaseModel):

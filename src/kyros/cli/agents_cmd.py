@@ -42,6 +42,9 @@ def list_agents(json_out: JsonOpt = False, plain: PlainOpt = False) -> None:
         ),
         plain=plain,
     )
+    for a in agents:
+        if a["status"] == "offline" and a.get("problem"):
+            typer.echo(clean_text(f"{a['name']} is offline: {a['problem']}"))
 
 
 #: What ``show`` prints, by the flag that sets it (never the wire's field names).
@@ -130,7 +133,11 @@ ModelOpt = Annotated[str | None, typer.Option(help="Model (litellm id).", show_d
 Prompt = Annotated[str | None, typer.Option("--prompt", help="System prompt.", show_default=False)]
 Tools = Annotated[
     str | None,
-    typer.Option(help="Tool classes, comma-separated: read,write,command.", show_default=False),
+    typer.Option(
+        help="Tool classes, comma-separated: read,write,command. Default: the role's "
+        "(implement: read,write,command; others: read).",
+        show_default=False,
+    ),
 ]
 Policy = Annotated[str | None, typer.Option("--policy", help=POLICY_HELP, show_default=False)]
 MaxTurns = Annotated[

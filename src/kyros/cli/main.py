@@ -23,6 +23,7 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
     ),
     "runs": ("kyros.cli.runs_cmd", "List, inspect, follow, diff and cancel runs."),
     "agents": ("kyros.cli.agents_cmd", "List, inspect, add, edit and remove agents."),
+    "threads": ("kyros.cli.threads_cmd", "Conversations runs share (--continue): ls, show."),
     "usage": ("kyros.cli.usage_cmd", "What model calls cost: by run, agent, model, day…"),
     "models": (
         "kyros.cli.models_cmd",

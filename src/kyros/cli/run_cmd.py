@@ -69,6 +69,16 @@ Jsonl = Annotated[
     bool, typer.Option("--jsonl", help="Print events as JSON lines while the run works.")
 ]
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id.")]
+FailUnder = Annotated[
+    int | None,
+    typer.Option(
+        "--fail-under",
+        min=0,
+        max=100,
+        help="Exit 1 if the critic's score is below N (for CI).",
+        show_default=False,
+    ),
+]
 
 
 def _read_goal(goal: str) -> str:
@@ -136,7 +146,11 @@ def _start(
         print_json(final)
     elif not jsonl:
         show_result(final)
-    raise typer.Exit(exit_code(final, fail_under))
+    code = exit_code(final, fail_under)
+    if code == ExitCode.RUN_FAILED and final["status"] == "succeeded":
+        score = ((final.get("output") or {}).get("assessment") or {}).get("score")
+        sys.stderr.write(f"kyros: the review scored {score}, below --fail-under {fail_under}\n")
+    raise typer.Exit(code)
 
 
 def exit_code(run: dict[str, Any], fail_under: int | None = None) -> int:
@@ -250,20 +264,12 @@ def critic(
     goal: Annotated[
         str, typer.Option("--goal", help="What the change was meant to do.")
     ] = "Review this change.",
-    fail_under: Annotated[
-        int | None,
-        typer.Option(
-            "--fail-under",
-            min=0,
-            max=100,
-            help="Exit 1 if the score is below N (for CI).",
-            show_default=False,
-        ),
-    ] = None,
+    fail_under: FailUnder = None,
     workspace: Workspace = Path("."),
     model: Model = None,
     api_base: ApiBase = None,
     agent: Agent = None,
+    continue_run: Continue = None,
     detach: Detach = False,
     json_out: JsonOut = False,
     jsonl: Jsonl = False,
@@ -294,6 +300,7 @@ def critic(
         "target_run": run,
         "diff": text,
         "range": range_,
+        "continue_run": continue_run,
     }
     _start(
         "critic",
@@ -323,9 +330,11 @@ def pipeline(
             "--until", help="Stop after this stage: plan, implement or critic.", show_default=False
         ),
     ] = None,
+    fail_under: FailUnder = None,
     model: Model = None,
     api_base: ApiBase = None,
     agent: Agent = None,
+    continue_run: Continue = None,
     budget: Budget = None,
     detach: Detach = False,
     json_out: JsonOut = False,
@@ -333,16 +342,23 @@ def pipeline(
 ) -> None:
     """Plan, implement, then gate on a critic's review — revising with the findings, trying a
     stronger model, then asking a human, as the implementer agent's escalation policy says.
+    Each stage uses its own role's model ([roles.plan], [roles.implement], [roles.critic])
+    unless --model names one for the plan and implement stages.
 
-    Exit code: 0 when the change passed (or a human accepted it), 1 when it failed, 5 while it
-    waits for a human.
+    Exit code: 0 when the change passed (or a human accepted it), 1 when it failed or its final
+    review scored below --fail-under, 5 while it waits for a human.
 
     Example:
 
-      kyros run pipeline "make the failing test pass" && kyros run apply RUN
+      kyros run pipeline "make the failing test pass" --fail-under 80 && kyros run apply RUN
     """
     if until is not None and until not in ("plan", "implement", "critic"):
         raise typer.BadParameter("must be plan, implement or critic", param_hint="--until")
+    if fail_under is not None and until not in (None, "critic"):
+        raise typer.BadParameter(
+            f"--fail-under needs the critic stage; --until {until} stops before it",
+            param_hint="--fail-under",
+        )
     root = _workspace(workspace)
     body = {
         "goal": _read_goal(goal),
@@ -351,9 +367,18 @@ def pipeline(
         "api_base": api_base,
         "agent": agent,
         "until": until,
+        "continue_run": continue_run,
         "budget": budget,
     }
-    _start("pipeline", body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+    _start(
+        "pipeline",
+        body,
+        root=root,
+        detach=detach,
+        json_out=json_out,
+        jsonl=jsonl,
+        fail_under=fail_under,
+    )
 
 
 def _answer(run_id: str, approve: bool, always: bool, reason: str | None, json_out: bool) -> None:

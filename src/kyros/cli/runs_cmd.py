@@ -80,12 +80,24 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
     say = _say
     say(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     say(f"goal: {run['goal']}")
+    choice = _choice_line(run)
+    if choice:
+        say(choice)
+    usage = run.get("usage") or {}
+    calls = f", {usage['calls']} model calls" if "calls" in usage else ""
+    stages = " with its stages'" if run["children"] else ""
     say(
-        f"cost so far: ${run.get('cost') or 0:.4f} "
-        f"({run.get('tokens_in', 0)} tokens in, {run.get('tokens_out', 0)} out)"
+        f"cost so far{stages}: ${run.get('cost') or 0:.4f} "
+        f"({run.get('tokens_in', 0)} tokens in, {run.get('tokens_out', 0)} out{calls})"
     )
     for child in run["children"]:
-        say(f"  stage {child.get('kind')!s:<9} {child.get('id')}  {child.get('status')}")
+        say(
+            f"  stage {child['kind']:<9} {child['id']}  {child['status']:<10} "
+            f"${child.get('cost') or 0:.4f}  {child.get('model')}"
+        )
+        line = _choice_line(child)
+        if line and "replaced" in line:
+            say(f"    {line}")
     for a in run["assessments"]:
         say(
             f"  review {a.get('verdict')} {a.get('score')}/100 by {a.get('model')}: "
@@ -95,6 +107,18 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
         say(f"  escalation {step.get('step')}: {step.get('action')} — {step.get('reason')}")
     if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
         show_result(run)
+
+
+def _choice_line(run: dict[str, Any]) -> str | None:
+    """Which model the run uses, where, and why; a critic swap says what it replaced."""
+    choice = (run.get("params") or {}).get("model_choice")
+    if not choice:
+        return None
+    line = f"model {choice['model']} at {choice['server']} (chosen: {choice['reason']})"
+    if choice["reason"] == "critic:other-vendor":
+        was = choice.get("replaced") or "none configured"
+        line += f"; replaced {was}, of the change's own vendor (setting critic_other_vendor)"
+    return line
 
 
 @app.command("diff")

@@ -274,6 +274,12 @@ class Client:
         path = f"/v1/runs/{segment(run_id, 'run')}/review"
         return self._object(self.request("GET", path), "review")
 
+    def threads(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/threads", params={"limit": limit})["threads"])
+
+    def thread(self, ref: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/threads/{ref}"))
+
     def agents_status(self) -> list[dict[str, Any]]:
         return self._items(self.request("GET", "/v1/agents/status"), "agents")
 

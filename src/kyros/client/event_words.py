@@ -93,6 +93,8 @@ def _routine(kind: str, data: dict[str, Any]) -> str | None:
         return f"applied: {', '.join(data.get('files') or []) or 'no files'}"
     if kind == "model.request":
         return f"turn {data.get('turn')}: asking {data.get('model')}"
+    if kind == "model.call":
+        return f"calling {data.get('model')} at {data.get('server')} ({data.get('reason')})"
     if kind == "tool.result":
         return f"{data.get('tool')}: ok"
     if kind == "terminal.started":
@@ -140,6 +142,11 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
         return f"attempt lost: {data.get('reason')}; it will be retried"
     if kind == "run.retried":
         return f"retrying the run (attempt {data.get('attempt')})"
+    if kind == "model.replaced":
+        return (
+            f"the critic reviews with {data.get('model')} instead of "
+            f"{data.get('replaced') or 'no configured critic'}: {data.get('why')}"
+        )
     if kind == "model.waiting":
         return f"every model for this call is resting; waiting {data.get('seconds')}s"
     return None

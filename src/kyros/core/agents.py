@@ -15,6 +15,13 @@ from kyros.errors import Conflict, InvalidInput, NotFound
 
 POLICIES = ("read-only", "ask", "auto", "full")
 TOOL_CLASSES = ("read", "write", "command")
+#: The tools an agent of each role gets when it is added without ``--tools``.
+ROLE_TOOLS = {
+    "plan": ("read",),
+    "implement": ("read", "write", "command"),
+    "critic": ("read",),
+    "custom": ("read",),
+}
 #: The agent a run of each kind uses when none is named.
 DEFAULT_AGENT = {"plan": "planner", "implement": "implementer", "critic": "critic"}
 
@@ -93,7 +100,8 @@ class AgentService:
         _check(spec)
         values = {k: v for k, v in spec.items() if v is not None}
         values.setdefault("role", "custom")
-        values.setdefault("tools", ["read"])
+        # A role's tools follow what the role does: an implementer must be able to change files.
+        values.setdefault("tools", list(ROLE_TOOLS.get(values["role"], ("read",))))
         values.setdefault("approval_policy", "ask")
         async with self.store.write() as conn:
             if await agents_repo.get(conn, name) is not None:

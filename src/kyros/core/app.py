@@ -21,12 +21,14 @@ from kyros.core.agents import AgentService
 from kyros.core.ai import probe
 from kyros.core.ai.backend import LLMBackend
 from kyros.core.ai.catalogue import Catalogue
+from kyros.core.ai.choice import choose, configured_role_model
 from kyros.core.ai.keys import LiveKeys, credentials_for
 from kyros.core.ai.router import RoutePolicy, Router
 from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
 from kyros.core.live_settings import LiveSettings
+from kyros.core.runs.conversations import ThreadService
 from kyros.core.runs.critic import CriticExecutor
 from kyros.core.runs.implement import ImplementExecutor
 from kyros.core.runs.pipeline import PipelineExecutor
@@ -130,6 +132,7 @@ class Core:
         self.backend_error: str | None = None
         register_builtin(self.registry)
         self.agents = AgentService(self.store)
+        self.threads = ThreadService(self.store)
         self.registry.register("plan", PlanExecutor(self.runs, self.backend))
         self.registry.register(
             "implement",
@@ -322,8 +325,8 @@ class Core:
             return await jobs_repo.list_jobs(conn, limit=limit, status=status)
 
     async def agent_status(self) -> list[dict[str, Any]]:
-        """Every agent with its live status: busy (with its run), paused, offline (its model
-        cannot be called: no key or no model configured) or idle."""
+        """Every agent with its live status: busy (with its run), paused, offline (the model a
+        run of it would use cannot be called; ``problem`` says why) or idle."""
         agents = await self.agents.list()
         active = await self.runs.list_runs(limit=500, status="running")
         waiting = await self.runs.list_runs(limit=500, status="needs_approval")
@@ -339,20 +342,31 @@ class Core:
             elif agent["paused"]:
                 status = "paused"
             else:
-                try:
-                    self.runs.resolve(agent["model"], None)
-                    status = "idle"
-                except KyrosError:
-                    status = "offline"
+                status = "idle"
+            model, problem = self._agent_model(agent)
+            if not run_id and not agent["paused"]:
+                status = "offline" if problem else "idle"
             out.append(
                 {
                     **agent,
-                    "model": agent["model"] or self.settings.model,
+                    "model": model,
                     "status": status,
                     "current_run": run_id,
+                    "problem": problem,
                 }
             )
         return out
+
+    def _agent_model(self, agent: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The model a run of ``agent`` would use (chosen as for a run: its own, then its
+        role's, then the default), or None and why it cannot be called."""
+        role = agent["role"] if agent["role"] in ROLES else "implement"
+        try:
+            choice = choose(self.catalogue, role=role, agent_model=agent["model"])
+        except KyrosError as exc:
+            wanted = agent["model"] or configured_role_model(self.catalogue, role)
+            return wanted or self.loaded.settings.model, exc.message.splitlines()[0]
+        return choice.resolved.name, None
 
     async def _backend_or_none(self) -> LLMBackend | None:
         try:

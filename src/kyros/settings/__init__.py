@@ -66,6 +66,7 @@ REPO_FORBIDDEN = frozenset(
         # The catalogue names servers and keys; budgets are the user's money.
         "models",
         "roles",
+        "critic_other_vendor",
         "budget_run",
         "budget_agent",
         "budget_project",

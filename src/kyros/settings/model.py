@@ -113,6 +113,11 @@ class Settings(BaseModel):
         default_factory=dict,
         description="Per role (plan, implement, critic, summarize): model and fallbacks.",
     )
+    critic_other_vendor: bool = Field(
+        default=True,
+        description="A critic whose model is of the reviewed change's vendor reviews with "
+        "another vendor's model instead, when one is configured (said in the run's events).",
+    )
     budget_run: float | None = Field(default=None, ge=0, description="USD cap per run.")
     budget_agent: float | None = Field(
         default=None, ge=0, description="USD cap per agent per UTC day."

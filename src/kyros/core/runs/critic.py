@@ -91,6 +91,18 @@ def git_range_diff(workspace: Path, spec: str) -> str:
     return done.stdout.decode("utf-8", "replace")
 
 
+def _request_note(run: dict[str, Any], target: str | None) -> str:
+    """What the thread keeps of a review request (the diff is in the run and its target)."""
+    params = run.get("params") or {}
+    if target:
+        what = f"run {target}"
+    elif params.get("range"):
+        what = f"the range {params['range']}"
+    else:
+        what = "a diff"
+    return f"Review the change of {what}. Goal: {run['goal']}"
+
+
 class CriticExecutor(RunExecutor):
     """The handler of ``critic`` jobs."""
 
@@ -98,7 +110,7 @@ class CriticExecutor(RunExecutor):
         diff, target = await self._diff(run)
         if not diff.strip():
             raise InvalidInput("there is no change to review: the diff is empty")
-        verdict, resolved_name = await self._review(run, diff)
+        verdict, resolved_name = await self._review(run, ctx, diff)
         markdown = render_markdown(verdict)
         output: dict[str, Any] = {
             "assessment": verdict.model_dump(),
@@ -125,6 +137,10 @@ class CriticExecutor(RunExecutor):
                 {"score": verdict.score, "verdict": verdict.verdict, "id": row["id"]},
             )
             if run.get("thread_id"):
+                # The request, not the whole diff: a continued conversation stays small.
+                await threads_repo.append(
+                    conn, run["thread_id"], "user", _request_note(run, target), run_id=run["id"]
+                )
                 await threads_repo.append(
                     conn, run["thread_id"], "assistant", markdown, run_id=run["id"]
                 )
@@ -151,13 +167,19 @@ class CriticExecutor(RunExecutor):
             raise InvalidInput(f"run {target['id']} is {target['status']}; it has no diff yet")
         return str((target.get("output") or {}).get("diff") or ""), target["id"]
 
-    async def _review(self, run: dict[str, Any], diff: str) -> tuple[Verdict, str]:
+    async def _review(self, run: dict[str, Any], ctx: JobContext, diff: str) -> tuple[Verdict, str]:
         resolved = self.runs.resolve(run["model"], run["api_base"])
         backend = await asyncio.to_thread(self.backend)
         if len(diff) > MAX_DIFF_CHARS:
             diff = diff[:MAX_DIFF_CHARS] + "\n[… the rest of the diff was cut …]\n"
+        # A pipeline's critic judges the change on its own, without the implementer's account;
+        # a critic run of its own continues its conversation (--continue).
+        earlier = (
+            [] if run.get("parent_id") else await self.conversation(run, ctx, resolved, backend)
+        )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": INSTRUCTIONS},
+            *earlier,
             {"role": "user", "content": f"## Goal\n{run['goal']}\n\n## Change\n```diff\n{diff}```"},
         ]
         problem = ""

@@ -14,12 +14,16 @@ from typing import Any
 from kyros.core.ai.backend import Completion, LLMBackend
 from kyros.core.ai.budget import BudgetExhausted
 from kyros.core.ai.catalogue import ROLE_OF_KIND
+from kyros.core.ai.choice import server_of
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
+from kyros.core.runs import memory
 from kyros.core.runs.service import RunService
 from kyros.core.runs.spending import RunSpender, caps_for
 from kyros.core.runs.streaming import DeltaWriter
 from kyros.core.store import agents as agents_repo
+from kyros.core.store import events as events_repo
+from kyros.core.store import threads as threads_repo
 from kyros.errors import KyrosError
 from kyros.statuses import TERMINAL_STATUSES
 
@@ -107,11 +111,22 @@ class RunExecutor:
         retries and fallbacks are events. Raises ``BudgetExhausted`` before a call past a cap."""
         role = role or ROLE_OF_KIND.get(run["kind"])
         writer = DeltaWriter(self.runs, run["id"], **tags) if stream else None
+        chain = self.runs.catalogue.chain(role, resolved)
+        servers = {c.name: server_of(c) for c in chain}
 
         async def on_event(kind: str, data: dict[str, Any]) -> None:
             if writer is not None:
                 await writer.flush()  # a discarded attempt's text goes out before its notice
+            if kind == "model.fallback":
+                # The fallback is called at its own server, chosen by the role's chain.
+                data = {
+                    **data,
+                    "server": servers.get(str(data.get("to"))),
+                    "why": f"fallback:{role}",
+                }
             await self.runs.emit(run["id"], kind, {**data, **tags})
+
+        await self.runs.emit(run["id"], "model.call", {**call_record(run, resolved, role), **tags})
 
         spender = RunSpender(
             self.runs.store,
@@ -123,7 +138,7 @@ class RunExecutor:
         )
         try:
             return await self.runs.router.complete(
-                self.runs.catalogue.chain(role, resolved),
+                chain,
                 messages,
                 backend,
                 spender,
@@ -135,9 +150,96 @@ class RunExecutor:
             if writer is not None:
                 await writer.flush()
 
+    async def history(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every message of the run's thread (its conversation), oldest first."""
+        if not run.get("thread_id"):
+            return []
+        async with self.runs.store.read() as conn:
+            return await threads_repo.history(conn, run["thread_id"])
+
+    async def compacted(
+        self,
+        run: dict[str, Any],
+        ctx: JobContext,
+        history: list[dict[str, Any]],
+        resolved: ResolvedModel,
+        backend: LLMBackend,
+    ) -> list[dict[str, Any]]:
+        """``history``, or — when its chat would take more than ``memory.COMPACT_AT`` of the
+        model's context window — the history after a ``summary`` message was added for its
+        older part (the originals stay: a summary never replaces a row)."""
+        window = int(
+            (run.get("params") or {}).get("context_window") or window_of(resolved, backend)
+        )
+        chat = memory.to_chat(history, run["id"])
+        if memory.estimate_tokens(chat) <= window * memory.COMPACT_AT:
+            return history
+        upto = memory.compaction_cut(history, int(window * memory.KEEP_SHARE))
+        if upto is None:
+            return history
+        completion = await self.call_model(
+            run,
+            resolved,
+            backend,
+            memory.summary_request(history, upto),
+            stream=False,
+            role="summarize",
+        )
+        async with self.runs.store.write() as conn:
+            await ctx.fence(conn)
+            await threads_repo.append(
+                conn,
+                run["thread_id"],
+                "summary",
+                completion.text,
+                run_id=run["id"],
+                meta={"upto": upto},
+            )
+            event = await events_repo.append(conn, run["id"], "memory.compacted", {"upto": upto})
+        self.runs.bus.publish([event])
+        return await self.history(run)
+
+    async def conversation(
+        self, run: dict[str, Any], ctx: JobContext, resolved: ResolvedModel, backend: LLMBackend
+    ) -> list[dict[str, Any]]:
+        """The earlier turns of the run's thread as chat messages (compacted when long): what a
+        ``--continue``d run sends before its own request. Empty for a new conversation."""
+        earlier = _earlier(await self.history(run), run["id"])
+        if not earlier:
+            return []
+        history = await self.compacted(run, ctx, earlier, resolved, backend)
+        return memory.to_chat(_earlier(history, run["id"]), run["id"])
+
     async def _agent_limits(self, run: dict[str, Any]) -> dict[str, Any]:
         if not run.get("agent"):
             return {}
         async with self.runs.store.read() as conn:
             row = await agents_repo.get(conn, run["agent"])
         return dict((row or {}).get("limits") or {})
+
+
+def window_of(resolved: ResolvedModel, backend: LLMBackend) -> int:
+    """Input tokens ``resolved`` accepts: its catalogue entry's, else the price list's."""
+    if resolved.is_demo:
+        return 32_000
+    return resolved.context_window or backend.context_window(resolved.litellm_model)
+
+
+def _earlier(history: list[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+    """The thread before ``run_id``'s own turns (its summaries of them included)."""
+    return [m for m in history if m.get("run_id") != run_id or m["role"] == "summary"]
+
+
+def call_record(run: dict[str, Any], resolved: ResolvedModel, role: str | None) -> dict[str, Any]:
+    """What a ``model.call`` event says: the model, its server and why it was chosen."""
+    choice = (run.get("params") or {}).get("model_choice") or {}
+    reason = choice.get("reason") or "run"
+    data: dict[str, Any] = {
+        "model": resolved.name,
+        "server": server_of(resolved),
+        "reason": reason,
+        "role": role,
+    }
+    if choice.get("replaced") is not None:
+        data["replaced"] = choice["replaced"]
+    return data

@@ -79,6 +79,25 @@ class ImplementExecutor(RunExecutor):
         if outcome == "paused":
             return {"status": "needs_approval"}
         diff = await asyncio.to_thread(sandbox_diff, sandbox)
+        if loop.denied and not diff.strip():
+            # Every change the agent tried was refused: that is not a success.
+            reason = (
+                f"every change was denied: {len(loop.denied)} write call(s) "
+                f"({', '.join(sorted(set(loop.denied)))}) were refused and nothing changed; "
+                f"agent {profile.name!r} has tools {','.join(sorted(profile.tools))} and "
+                f"policy {profile.policy} (`kyros agents edit {profile.name} --tools "
+                "read,write,command` lets it write)"
+            )
+            output = {"summary": loop.final_text, "turns": loop.turns, "denied": loop.denied}
+            await self.finish(
+                ctx,
+                run,
+                "failed",
+                {"reason": reason, "code": "changes_denied", "denied": len(loop.denied)},
+                error=reason,
+                output=output,
+            )
+            return {"status": "failed"}
         output = {
             "summary": loop.final_text,
             "diff": diff,
@@ -181,11 +200,14 @@ class _Loop:
         self.turns = 0
         self.tool_calls = 0
         self.final_text = ""
+        #: Changes (write calls) refused by the policy or a human, when none was allowed.
+        self.denied: list[str] = []
         self.started = time.monotonic()
 
     async def go(self) -> str:
         """Run turns until the model is done ("done") or a human must answer ("paused")."""
-        resolved = self.runs.resolve(self.profile.model or self.run["model"], self.run["api_base"])
+        # The run's model was chosen once, when it was created (kyros.core.ai.choice).
+        resolved = self.runs.resolve(self.run["model"], self.run["api_base"])
         backend = await asyncio.to_thread(self.x.backend)
         await self._open_thread()
         while True:
@@ -201,9 +223,10 @@ class _Loop:
             last = own[-1] if own else None
             if last is not None and last["role"] == "assistant":
                 self.final_text = last["content"]
+                self.denied = _denied_changes(own)
                 return "done"
             self._check_limits()
-            history = await self._compact(history, resolved, backend)
+            history = await self.x.compacted(self.run, self.ctx, history, resolved, backend)
             await self._turn(history, resolved, backend)
 
     # --- conversation -----------------------------------------------------------------------
@@ -245,41 +268,6 @@ class _Loop:
                 + "\n".join(lines)
             )
         return "\n\n".join(parts)
-
-    async def _compact(
-        self, history: list[dict[str, Any]], resolved: ResolvedModel, backend: LLMBackend
-    ) -> list[dict[str, Any]]:
-        window = 32_000 if resolved.is_demo else backend.context_window(resolved.litellm_model)
-        window = int((self.run.get("params") or {}).get("context_window") or window)
-        chat = memory.to_chat(history, self.run["id"])
-        if memory.estimate_tokens(chat) <= window * memory.COMPACT_AT:
-            return history
-        upto = memory.compaction_cut(history, int(window * memory.KEEP_SHARE))
-        if upto is None:
-            return history
-        completion = await self.x.call_model(
-            self.run,
-            resolved,
-            backend,
-            memory.summary_request(history, upto),
-            stream=False,
-            role="summarize",
-        )
-        async with self.runs.store.write() as conn:
-            await self.ctx.fence(conn)
-            await threads_repo.append(
-                conn,
-                self.run["thread_id"],
-                "summary",
-                completion.text,
-                run_id=self.run["id"],
-                meta={"upto": upto},
-            )
-            event = await events_repo.append(
-                conn, self.run["id"], "memory.compacted", {"upto": upto}
-            )
-        self.runs.bus.publish([event])
-        return await self._history()
 
     # --- one model turn ---------------------------------------------------------------------
 
@@ -431,7 +419,12 @@ class _Loop:
                 "tool",
                 output,
                 run_id=self.run["id"],
-                meta={"tool_call_id": call["id"], "name": call["function"]["name"], "ok": ok},
+                meta={
+                    "tool_call_id": call["id"],
+                    "name": call["function"]["name"],
+                    "ok": ok,
+                    "outcome": outcome,
+                },
             )
             event = await events_repo.append(
                 conn,
@@ -447,6 +440,20 @@ class _Loop:
                 },
             )
         self.runs.bus.publish([event])
+
+
+def _denied_changes(own: list[dict[str, Any]]) -> list[str]:
+    """The write tools this run was refused, or [] when any write ran (or none was tried)."""
+    denied: list[str] = []
+    for message in own:
+        meta = message.get("meta") or {}
+        if message["role"] != "tool" or TOOL_CLASS.get(meta.get("name", "")) != "write":
+            continue
+        if meta.get("outcome") == "ran":
+            return []
+        if meta.get("outcome") == "denied":
+            denied.append(str(meta["name"]))
+    return denied
 
 
 def _unanswered(own: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kyros.core.ai.models import family
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.store import events as events_repo
@@ -71,19 +70,17 @@ class PipelineExecutor(RunExecutor):
         run: dict[str, Any],
         kind: str,
         params: dict[str, Any],
-        *,
-        model: str | None = None,
     ) -> dict[str, str]:
-        # Stages use the pipeline's model, except the critic, which picks its own (by default
-        # one of another provider family than the implementer's).
-        if model is None and kind != "critic":
-            model = run["model"]
+        # The pipeline's own --model is its plan and implement stages' explicit choice; without
+        # one each stage takes its agent's or its role's model. The critic picks its own (by
+        # default one of another vendor than the implementer's).
+        model, api_base = _explicit(run) if kind != "critic" else (None, None)
         child = await self.runs.create(
             kind,
             run["goal"],
             run["workspace"],
             model=model,
-            api_base=run["api_base"] if kind != "critic" else None,
+            api_base=api_base,
             agent=None if kind != "implement" else run["agent"],
             params=params,
             parent_id=run["id"],
@@ -188,21 +185,25 @@ class PipelineExecutor(RunExecutor):
         *,
         child: tuple[str, dict[str, Any], str | None],
     ) -> dict[str, str]:
-        kind, internal, model = child
-        plan_run = next((k["id"] for k in await self._children(run) if k["kind"] == "plan"), None)
+        kind, internal, stronger = child
+        kids = await self._children(run)
+        plan_run = next((k["id"] for k in kids if k["kind"] == "plan"), None)
+        # A revision keeps the stages' choice; the stronger model is the escalation's choice
+        # and is called at its own server (ADR 0020).
+        model, api_base = _explicit(run) if stronger is None else (None, None)
+        last = [k for k in kids if k["kind"] == "implement"][-1]
         created = await self.runs.create(
             kind,
             run["goal"],
             run["workspace"],
-            model=model or run["model"],
-            # A stronger model of the same family is served where the first one was.
-            api_base=run["api_base"]
-            if model is None or family(model) == family(run["model"])
-            else None,
+            model=model,
+            api_base=api_base,
             agent=run["agent"],
             params={"plan_run": plan_run} if plan_run else {},
             parent_id=run["id"],
             internal=internal,
+            escalation=stronger,
+            served=(last["model"], last.get("api_base")),
         )
         async with ctx.store.write() as conn:
             await ctx.fence(conn)
@@ -237,6 +238,15 @@ class PipelineExecutor(RunExecutor):
         await self._record(ctx, run, "rejected", reason, out)
         await self.finish(ctx, run, "failed", {"reason": reason}, error=reason)
         return {"status": "failed"}
+
+
+def _explicit(run: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The model and server the user named for a pipeline (None, None when they named none)."""
+    choice = (run.get("params") or {}).get("model_choice")
+    if choice is None or choice.get("reason") == "run":
+        # A pipeline queued before choices were recorded goes on as it began.
+        return run["model"], run.get("api_base")
+    return None, None
 
 
 async def _step(

@@ -13,7 +13,7 @@ from typing import Any
 
 from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.jobs.handlers import JobContext
-from kyros.core.runs.executor import RunExecutor
+from kyros.core.runs.executor import RunExecutor, window_of
 from kyros.core.runs.plan_output import (
     PlanInvalid,
     parse_plan,
@@ -35,7 +35,7 @@ class PlanExecutor(RunExecutor):
     """The handler of ``plan`` jobs."""
 
     async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
-        output = await self.make_plan(run)
+        output = await self.make_plan(run, ctx)
         async with ctx.store.write() as conn:
             if run.get("thread_id"):
                 # The conversation continues from the plan: implement and critic runs read it.
@@ -49,12 +49,13 @@ class PlanExecutor(RunExecutor):
         self.runs.bus.publish(events)
         return {"status": "succeeded"}
 
-    async def make_plan(self, run: dict[str, Any]) -> dict[str, Any]:
-        """Ask the planner for a plan of ``run``'s goal; validated, re-asked once."""
+    async def make_plan(self, run: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        """Ask the planner for a plan of ``run``'s goal; validated, re-asked once. A continued
+        conversation's earlier turns come before the request (compacted when long)."""
         run_id = run["id"]
         resolved = self.runs.resolve(run["model"], run["api_base"])
         backend = await asyncio.to_thread(self.backend)
-        window = backend.context_window(resolved.litellm_model) if not resolved.is_demo else 32_000
+        window = window_of(resolved, backend)
         budget = int(min(window * CONTEXT_SHARE, MAX_CONTEXT_TOKENS))
         await self.runs.emit(run_id, "progress", {"phase": "context", "budget_tokens": budget})
         context = await asyncio.to_thread(
@@ -70,8 +71,10 @@ class PlanExecutor(RunExecutor):
                 "git": context.is_git,
             },
         )
+        earlier = await self.conversation(run, ctx, resolved, backend)
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": plan_instructions()},
+            *earlier,
             {"role": "user", "content": f"## Goal\n{run['goal']}\n\n{render_context(context)}"},
         ]
         last_error = ""

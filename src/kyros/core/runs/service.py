@@ -16,6 +16,7 @@ from typing import Any
 
 from kyros.core.agents import DEFAULT_AGENT, Profile
 from kyros.core.ai.catalogue import ROLE_OF_KIND, Catalogue
+from kyros.core.ai.choice import ModelChoice, choose, choose_critic
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.ai.router import Router
 from kyros.core.bus import EventBus
@@ -27,6 +28,7 @@ from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import quality as quality_repo
 from kyros.core.store import runs as runs_repo
 from kyros.core.store import threads as threads_repo
+from kyros.core.store import usage as usage_repo
 from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.schema import utcnow
@@ -87,14 +89,19 @@ class RunService:
         parent_id: str | None = None,
         internal: dict[str, Any] | None = None,
         choices: dict[str, Any] | None = None,
+        escalation: str | None = None,
+        served: tuple[str, str | None] | None = None,
     ) -> dict[str, Any]:
         """Validate a run's inputs, then store it with its job (nothing is queued on error).
 
         ``internal`` carries what only kyros itself sets (a revision's findings and worktree);
-        the API has no way to pass it. ``choices`` are the settings the client resolved from
-        its own environment or trusted project file (``model``, ``api_base`` and their
-        ``sources``): for this run they stand where the daemon's own ``model`` and ``api_base``
-        settings would (below ``model``/``api_base`` given for the run and the agent's model).
+        the API has no way to pass it, nor ``escalation`` (the stronger model an escalation
+        step asks for) and ``served`` (the model and server of the stage it escalates).
+        ``choices`` are the settings the client resolved from its own environment or trusted
+        project file (``model``, ``api_base`` and their ``sources``): for this run they stand
+        where the daemon's own ``model`` and ``api_base`` settings would. The model is chosen
+        by :func:`kyros.core.ai.choice.choose`; the choice and its reason are stored in
+        ``params.model_choice``.
         """
         if kind not in KINDS:
             raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(sorted(KINDS))}")
@@ -127,13 +134,10 @@ class RunService:
         if profile.paused:
             raise Conflict(f"agent {agent_name!r} is paused; resume it with `kyros agents edit`")
         self._check_refs(kind, params, refs)
-        if kind == "critic" and not model and not profile.model:
-            judged = refs.get("target_run") or parent
-            model = catalogue.other_family(judged["model"] if judged else None)
-            if model is None and judged is not None:
-                # No other vendor is configured: review with the implementer's own model.
-                model, api_base = judged["model"], api_base or judged.get("api_base")
-        resolved = catalogue.resolve(model or profile.model, api_base, role=ROLE_OF_KIND.get(kind))
+        choice = self.choose(
+            kind, model, api_base, profile, refs, parent, escalation, served, catalogue
+        )
+        resolved = choice.resolved
         run_id = new_id("r")
         async with self.store.write() as conn:
             if parent is not None and parent.get("thread_id"):
@@ -151,7 +155,7 @@ class RunService:
                 agent=agent_name,
                 model=resolved.name,
                 api_base=resolved.api_base,
-                params={**params, **(internal or {})},
+                params={**params, **(internal or {}), "model_choice": choice.record()},
                 parent_id=parent_id,
                 thread_id=thread_id,
             )
@@ -159,18 +163,79 @@ class RunService:
                 conn, kind, {"run_id": run_id}, run_id=run_id, max_attempts=self.max_attempts
             )
             await runs_repo.set_fields(conn, run_id, job_id=job_id)
-            queued: dict[str, Any] = {
-                "kind": kind,
-                "model": resolved.name,
-                "agent": agent_name,
-                "job_id": job_id,
-            }
-            if sources:  # where the client found the settings it sent, for the record
-                queued["settings_from"] = {k: v for k, v in sources.items() if k in choices}
-            event = await events_repo.append(conn, run_id, "run.queued", queued)
-        self.bus.publish([event])
+            event = await events_repo.append(
+                conn,
+                run_id,
+                "run.queued",
+                {
+                    "kind": kind,
+                    "model": resolved.name,
+                    "agent": agent_name,
+                    "job_id": job_id,
+                    "model_choice": choice.record(),
+                    # where the client found the settings it sent, for the record
+                    **(
+                        {"settings_from": {k: v for k, v in sources.items() if k in choices}}
+                        if sources
+                        else {}
+                    ),
+                },
+            )
+            events = [event]
+            if choice.reason == "critic:other-vendor":
+                events.append(
+                    await events_repo.append(
+                        conn,
+                        run_id,
+                        "model.replaced",
+                        {
+                            **choice.record(),
+                            "why": "the critic reviews with another vendor's model than the "
+                            "change's (setting critic_other_vendor)",
+                        },
+                    )
+                )
+        self.bus.publish(events)
         self.wake()
         return await self.get(run_id)
+
+    def choose(
+        self,
+        kind: str,
+        model: str | None,
+        api_base: str | None,
+        profile: Profile,
+        refs: dict[str, dict[str, Any]],
+        parent: dict[str, Any] | None,
+        escalation: str | None = None,
+        served: tuple[str, str | None] | None = None,
+        catalogue: Catalogue | None = None,
+    ) -> ModelChoice:
+        """The model a new run of ``kind`` uses, and why (the order is :mod:`choice`'s).
+        ``catalogue``: this run's view of the settings (the client's choices), else the daemon's."""
+        catalogue = catalogue or self.catalogue
+        if kind == "critic" and not escalation:
+            judged = refs.get("target_run")
+            if judged is None and parent is not None:
+                # A pipeline's critic judges the pipeline's latest implement stage.
+                judged = parent
+            return choose_critic(
+                catalogue,
+                judged=judged,
+                other_vendor=catalogue.settings.critic_other_vendor,
+                run_model=model,
+                api_base=api_base,
+                agent_model=profile.model,
+            )
+        return choose(
+            catalogue,
+            role=ROLE_OF_KIND.get(kind),
+            run_model=model,
+            api_base=api_base,
+            escalation=escalation,
+            served=served,
+            agent_model=profile.model,
+        )
 
     @staticmethod
     async def _ref(conn: Conn, key: str, run_id: str) -> dict[str, Any]:
@@ -223,18 +288,22 @@ class RunService:
                 conn, limit=limit, status=status, kind=kind, before=anchor
             )
 
-    async def review(self, run_id: str) -> dict[str, Any]:
-        """A run's children, the assessments made by or about it, and its escalation steps."""
+    async def review(self, run_id: str, *, with_usage: bool = False) -> dict[str, Any]:
+        """A run's children, the assessments made by or about it, and its escalation steps;
+        ``with_usage``: also its model calls with its stages' (``usage``), from the ledger."""
         async with self.store.read() as conn:
             if await runs_repo.get(conn, run_id) is None:
                 raise NotFound(f"no run with id {run_id!r}")
             kids = await runs_repo.children(conn, run_id)
             ids = [run_id] + [k["id"] for k in kids]
-            return {
+            out: dict[str, Any] = {
                 "children": kids,
                 "assessments": await quality_repo.assessments_for(conn, ids),
                 "escalations": await quality_repo.escalations_for(conn, run_id),
             }
+            if with_usage:
+                out["usage"] = await usage_repo.totals_for(conn, ids)
+            return out
 
     async def events_after(
         self, run_id: str, after_seq: int, limit: int = 1000

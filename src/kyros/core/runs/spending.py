@@ -168,9 +168,12 @@ class RunSpender:
                 else:
                     await ledger.record(conn, **self._tags(model), **values)
                 if c is not None:
-                    await ledger.add_run_totals(
-                        conn, self.run["id"], c.tokens_in, c.tokens_out, c.cost
-                    )
+                    # A stage's usage is its pipeline's too: the parent's totals include it.
+                    for run_id in (self.run["id"], self.run.get("parent_id")):
+                        if run_id:
+                            await ledger.add_run_totals(
+                                conn, run_id, c.tokens_in, c.tokens_out, c.cost
+                            )
         finally:
             if isinstance(ticket, Held) and self.book is not None:
                 self.book.settle(ticket, values["cost"])

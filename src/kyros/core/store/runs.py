@@ -71,6 +71,16 @@ async def children(conn: Conn, parent_id: str) -> list[dict[str, Any]]:
     return [row_dict(r) for r in await conn.execute(query)]
 
 
+async def parents_of(conn: Conn, run_ids: list[str]) -> dict[str, str]:
+    """``{run id: parent run id}`` for those of ``run_ids`` that are a run's stages."""
+    if not run_ids:
+        return {}
+    query = select(runs.c.id, runs.c.parent_id).where(
+        runs.c.id.in_(run_ids), runs.c.parent_id.is_not(None)
+    )
+    return {str(r.id): str(r.parent_id) for r in await conn.execute(query)}
+
+
 async def set_fields(conn: Conn, run_id: str, **values: Any) -> None:
     await conn.execute(
         update(runs).where(runs.c.id == run_id).values(updated_at=utcnow(), **values)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, outerjoin, select
 
 from kyros.core.ids import new_id
 from kyros.core.store.bridge import Conn
-from kyros.core.store.schema import messages, row_dict, threads, utcnow
+from kyros.core.store.schema import messages, row_dict, runs, threads, utcnow
 
 #: Roles a message may have: the chat roles, plus ``summary`` (a compaction of earlier ones).
 ROLES = frozenset({"system", "user", "assistant", "tool", "summary"})
@@ -69,3 +69,56 @@ async def count(conn: Conn, thread_id: str) -> int:
         select(func.count()).select_from(messages).where(messages.c.thread_id == thread_id)
     )
     return int(result.scalar_one())
+
+
+async def get(conn: Conn, thread_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(threads).where(threads.c.id == thread_id))).first()
+    return row_dict(row) if row else None
+
+
+async def list_threads(conn: Conn, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Threads, the most recently active first, each with its message count and last activity
+    (``active_at``: its newest message, else its creation)."""
+    active = func.coalesce(func.max(messages.c.created_at), threads.c.created_at)
+    query = (
+        select(
+            threads,
+            func.count(messages.c.id).label("messages_count"),
+            func.max(messages.c.created_at).label("last_message_at"),
+        )
+        .select_from(outerjoin(threads, messages, messages.c.thread_id == threads.c.id))
+        .group_by(threads.c.id, threads.c.title, threads.c.created_at, threads.c.updated_at)
+        .order_by(active.desc(), threads.c.id.desc())
+        .limit(limit)
+    )
+    out = []
+    for row in await conn.execute(query):
+        item = row_dict(row)
+        item["active_at"] = item.pop("last_message_at") or item["created_at"]
+        out.append(item)
+    return out
+
+
+async def runs_of(conn: Conn, thread_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The runs of each thread, oldest first: ``{thread id: [run summary …]}``."""
+    if not thread_ids:
+        return {}
+    query = (
+        select(
+            runs.c.id,
+            runs.c.kind,
+            runs.c.status,
+            runs.c.goal,
+            runs.c.model,
+            runs.c.parent_id,
+            runs.c.thread_id,
+            runs.c.created_at,
+        )
+        .where(runs.c.thread_id.in_(thread_ids))
+        .order_by(runs.c.created_at, runs.c.id)
+    )
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in thread_ids}
+    for row in await conn.execute(query):
+        item = row_dict(row)
+        out[str(item.pop("thread_id"))].append(item)
+    return out

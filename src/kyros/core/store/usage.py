@@ -187,3 +187,52 @@ async def recent(
         run_id=run_id,
     )
     return [row_dict(r) for r in await conn.execute(query)]
+
+
+async def totals_for(conn: Conn, run_ids: list[str]) -> dict[str, Any]:
+    """Calls, tokens and cost of the ledger rows of ``run_ids`` together (a run and its stages)."""
+    query = select(
+        func.count().label("calls"),
+        func.sum(usage.c.tokens_in).label("tokens_in"),
+        func.sum(usage.c.tokens_out).label("tokens_out"),
+        func.sum(usage.c.cost).label("cost"),
+    ).where(usage.c.run_id.in_(run_ids))
+    row = row_dict((await conn.execute(query)).one())
+    # PostgreSQL sums BIGINT as NUMERIC (Decimal): back to int.
+    return {
+        "calls": int(row["calls"] or 0),
+        "tokens_in": int(row["tokens_in"] or 0),
+        "tokens_out": int(row["tokens_out"] or 0),
+        "cost": float(row["cost"] or 0.0),
+    }
+
+
+def roll_up_children(report: dict[str, Any], parents: dict[str, str]) -> dict[str, Any]:
+    """A ``by="run"`` report where each parent run's group also counts its stages' calls.
+
+    ``parents`` maps a stage's run id to its parent's. A parent's group lists its stages in
+    ``children``; each call still counts once in ``total``. Groups are sorted again.
+    """
+    groups = {g["key"]: {**g, "outcomes": dict(g["outcomes"])} for g in report["groups"]}
+    for group in report["groups"]:
+        parent = parents.get(group["key"] or "")
+        if parent is None:
+            continue
+        target = groups.get(parent)
+        if target is None:
+            target = groups[parent] = _finish(_empty_group(parent))
+        target.setdefault("children", []).append(group["key"])
+        # The mean latency of the sum: weighted by each side's successful calls.
+        ok = target["ok"] + group["ok"]
+        if ok:
+            weighted = (target["latency_ms_avg"] or 0.0) * target["ok"] + (
+                group["latency_ms_avg"] or 0.0
+            ) * group["ok"]
+            target["latency_ms_avg"] = weighted / ok
+        for name in ("calls", "ok", "failed", "tokens_in", "tokens_out", "cached_tokens", "cost"):
+            target[name] += group[name]
+        for outcome, calls in group["outcomes"].items():
+            target["outcomes"][outcome] = target["outcomes"].get(outcome, 0) + calls
+    out = list(groups.values())
+    out.sort(key=lambda g: (-round(g["cost"], 9), g["key"] is None, g["key"] or ""))
+    return {**report, "groups": out}

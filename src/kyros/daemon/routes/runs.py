@@ -121,8 +121,9 @@ async def apply_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Applied:
 
 @router.get("/{run_id}/review", response_model=RunReview)
 async def review_run(run_id: str, c: Annotated[Core, Depends(core)]) -> RunReview:
-    """A run's child runs, its quality assessments and its escalation steps."""
-    return RunReview.model_validate(await c.runs.review(_check_id(run_id)))
+    """A run's child runs, its quality assessments, its escalation steps and its model calls
+    with its stages' (``usage``)."""
+    return RunReview.model_validate(await c.runs.review(_check_id(run_id), with_usage=True))
 
 
 @router.post("/{run_id}/cancel", response_model=Run)

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from kyros.core.app import Core
+from kyros.core.store import runs as runs_repo
 from kyros.core.store import usage as usage_repo
 from kyros.daemon.routes.deps import core
 from kyros.errors import InvalidInput
@@ -61,6 +62,10 @@ async def usage_report(
     end = parse_instant("until", until, end_of_day=True)
     async with c.store.read() as conn:
         report = await usage_repo.summarize(conn, by=by.value, since=start, until=end, run_id=run)
+        if by == UsageBy.RUN:
+            # A pipeline's row adds up its stages' calls (each call counts once in the total).
+            keys = [g["key"] for g in report["groups"] if g["key"]]
+            report = usage_repo.roll_up_children(report, await runs_repo.parents_of(conn, keys))
     return UsageReport(
         by=by,
         since=start,

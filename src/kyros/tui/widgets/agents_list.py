@@ -32,7 +32,7 @@ class AgentsList(DataTable[Any]):
             agent.get("status") or "",
             agent.get("role") or "",
             agent.get("current_run") or "",
-            agent.get("model") or "default",
+            _model_cell(agent),
         )
 
     @staticmethod
@@ -73,3 +73,11 @@ class AgentsList(DataTable[Any]):
     def clear_agents(self) -> None:
         self._cells.clear()
         self.clear()
+
+
+def _model_cell(agent: dict[str, Any]) -> str:
+    """The model, and for an offline agent why it cannot be called."""
+    model = agent.get("model") or "default"
+    if agent.get("status") == "offline" and agent.get("problem"):
+        return f"{model} — {agent['problem']}"
+    return model
