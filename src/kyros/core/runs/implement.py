@@ -17,6 +17,7 @@ from typing import Any
 
 from kyros.core.agents import Profile
 from kyros.core.ai.backend import LLMBackend
+from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs import memory
@@ -81,6 +82,8 @@ class ImplementExecutor(RunExecutor):
         diff = await asyncio.to_thread(sandbox_diff, sandbox)
         output = {
             "summary": loop.final_text,
+            # A scripted run says so, like a demo plan (ADR 0007).
+            "note": DEMO_BANNER if loop.scripted else None,
             "diff": diff,
             "files": _files_of(diff),
             "sandbox": sandbox.to_json(),
@@ -181,11 +184,16 @@ class _Loop:
         self.turns = 0
         self.tool_calls = 0
         self.final_text = ""
+        #: Whether the model is the scripted demo (known once :meth:`go` resolved it).
+        self.scripted = False
         self.started = time.monotonic()
 
     async def go(self) -> str:
         """Run turns until the model is done ("done") or a human must answer ("paused")."""
-        resolved = self.runs.resolve(self.profile.model or self.run["model"], self.run["api_base"])
+        # The run's model already is the agent's unless the run named one (or an escalation
+        # chose a stronger one): the agent's is only the fallback.
+        resolved = self.runs.resolve(self.run["model"] or self.profile.model, self.run["api_base"])
+        self.scripted = resolved.is_demo
         backend = await asyncio.to_thread(self.x.backend)
         await self._open_thread()
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kyros.core.ai.demo import DEMO_BANNER, DEMO_MODEL
 from kyros.core.ai.models import family
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
@@ -75,8 +76,9 @@ class PipelineExecutor(RunExecutor):
         model: str | None = None,
     ) -> dict[str, str]:
         # Stages use the pipeline's model, except the critic, which picks its own (by default
-        # one of another provider family than the implementer's).
-        if model is None and kind != "critic":
+        # one of another provider family than the implementer's). A demo stays scripted at
+        # every stage: its critic must not reach a provider a key happens to be set for.
+        if model is None and (kind != "critic" or run["model"] == DEMO_MODEL):
             model = run["model"]
         child = await self.runs.create(
             kind,
@@ -100,6 +102,8 @@ class PipelineExecutor(RunExecutor):
     async def _succeed(
         self, ctx: JobContext, run: dict[str, Any], last: dict[str, Any], note: str
     ) -> dict[str, str]:
+        if run["model"] == DEMO_MODEL:
+            note = f"{note} {DEMO_BANNER}"
         output = {"stage": last["kind"], "run_id": last["id"], "note": note}
         if last["kind"] == "critic":
             output["assessment"] = (last.get("output") or {}).get("assessment")

@@ -16,6 +16,7 @@ from typing import Any
 
 from kyros.core.agents import DEFAULT_AGENT, Profile
 from kyros.core.ai.catalogue import ROLE_OF_KIND, Catalogue
+from kyros.core.ai.demo import DEMO_MODEL
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.ai.router import Router
 from kyros.core.bus import EventBus
@@ -118,7 +119,12 @@ class RunService:
         self._check_refs(kind, params, refs)
         if kind == "critic" and not model and not profile.model:
             judged = refs.get("target_run") or parent
-            model = self.catalogue.other_family(judged["model"] if judged else None)
+            if judged is not None and judged["model"] == DEMO_MODEL:
+                # A scripted change gets a scripted review: deterministic, and no provider
+                # is called for a demo because a key happens to be set.
+                model = DEMO_MODEL
+            else:
+                model = self.catalogue.other_family(judged["model"] if judged else None)
             if model is None and judged is not None:
                 # No other vendor is configured: review with the implementer's own model.
                 model, api_base = judged["model"], api_base or judged.get("api_base")
