@@ -25,6 +25,7 @@ from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Input, Select, Static, TabbedContent
+from textual.widgets.data_table import ColumnKey
 
 from kyros.errors import Conflict
 from kyros.tui.app import KyrosApp, create_app
@@ -611,6 +612,58 @@ async def test_the_runs_table_rewrites_an_age_when_its_text_turns_over() -> None
         drawn = [table.render_line(y).text for y in (1, 2, 3)]
         assert ["r_1" in drawn[0], "1m" in drawn[0], "31m" in drawn[1]] == [True] * 3
         assert "r_3" in drawn[2] and "failed" in drawn[2] and "running" not in drawn[2]
+
+
+async def test_the_runs_table_gives_way_to_its_five_columns_when_narrow() -> None:
+    """Narrow, the agent and cost columns go (id, status, kind, age, goal stay); wide again,
+    they come back in their places, with the cursor still on its run and cells still live."""
+    from datetime import UTC, datetime, timedelta
+
+    from textual.app import App, ComposeResult
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RunsTable(clock=lambda: now)
+
+    runs = [
+        {
+            "id": f"r_{i:016d}",
+            "status": "running",
+            "kind": "implement",
+            "goal": f"goal {i}",
+            "agent": "implementer",
+            "cost": 0.25,
+            "created_at": (now - timedelta(minutes=i)).isoformat(),
+        }
+        for i in range(40)
+    ]
+    everything = ["id", "status", "kind", "agent", "cost", "age", "goal"]
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.query_one(RunsTable)
+        table.update_runs(runs)
+        await pilot.pause()
+        assert [str(k.value) for k in table.columns] == ["id", "status", "kind", "age", "goal"]
+        assert table.columns[ColumnKey("goal")].width >= 16
+        drawn = table.render_line(1).text
+        assert runs[0]["id"] in drawn and "implement" in drawn and "goal 0" in drawn
+        assert "implementer" not in drawn and "$0.25" not in drawn
+        table.select_run(runs[5]["id"])
+        await pilot.resize_terminal(90, 24)  # room for the cost, not the agent (it goes first)
+        await pilot.pause()
+        assert [str(k.value) for k in table.columns] == [c for c in everything if c != "agent"]
+        await pilot.resize_terminal(150, 24)
+        await pilot.pause()
+        assert [str(k.value) for k in table.columns] == everything
+        assert table.selected_run_id == runs[5]["id"] and table.row_count == 40
+        table.update_runs([{**runs[5], "status": "failed", "agent": "careful"}])
+        assert cell(table, runs[5]["id"], "agent") == "careful"
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        table.update_runs([{**runs[5], "status": "succeeded", "agent": "x"}])  # agent hidden
+        assert cell(table, runs[5]["id"], "status") == "succeeded"
 
 
 async def test_the_run_detail_built_while_the_console_closes_raises_nothing(

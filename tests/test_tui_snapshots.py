@@ -374,6 +374,12 @@ def test_main_screen(snap_compare: Any, app: KyrosApp) -> None:
     assert snap_compare(app, terminal_size=SIZE, run_before=_loaded)
 
 
+def test_main_screen_at_80x24(snap_compare: Any, app: KyrosApp) -> None:
+    """The smallest usual terminal: quit and help first in the footer; the agents and
+    approvals give way, and the runs keep id, status, kind, age and goal (agent and cost go)."""
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_loaded)
+
+
 def test_run_detail_plan(snap_compare: Any, app: KyrosApp) -> None:
     """A succeeded plan run: its plan as Markdown in the Result tab."""
 

@@ -120,3 +120,36 @@ def test_the_console_in_tmux_opens_a_terminal_and_quits_cleanly(
         assert shells and all(t["status"] == "running" and t["viewers"] == 0 for t in shells)
         for t in shells:
             c.kill_terminal(t["id"])
+
+
+def test_the_console_at_80x24_keeps_quit_help_and_the_runs_columns(
+    tmux_daemon: Daemon, tmux: Tmux, tmp_path: Path
+) -> None:
+    d = tmux_daemon
+    with d.client() as c:
+        run = c.create_run(
+            "plan", {"goal": "seen at 80 columns", "workspace": str(tmp_path), "model": "demo"}
+        )
+    script = (
+        f"{sys.executable} -m kyros tui --daemon unix://{d.socket}; echo $? > {tmp_path}/exit.txt;"
+        " echo CONSOLE-DONE; exec sleep 600"
+    )
+    tmux("new-session", "-d", "-s", "kyros", "-x", "80", "-y", "24", "sh", "-c", script)
+    # The table settles its columns once it knows its width (a frame after the first).
+    screen = tmux.wait_for("connected", run["id"], " GOAL ", timeout=60)
+    lines = screen.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    # The footer starts with the two keys a newcomer needs, before any are cut.
+    assert lines[-1].lstrip().startswith("^q Quit  ? Help"), lines[-1]
+    # The runs table keeps its five columns, in order, and the run's row shows each of them.
+    header = next(line for line in lines if " ID " in line and "STATUS" in line)
+    where = [header.index(f" {name} ") for name in ("ID", "STATUS", "KIND", "AGE", "GOAL")]
+    assert where == sorted(where), header
+    assert "AGENT" not in header and "COST" not in header  # these gave way
+    row = next(line for line in lines if run["id"] in line)
+    assert " plan " in row and "seen at 80 columns" in row
+    assert row.index(run["id"]) < row.index("plan") < row.index("seen at 80 columns")
+    assert "Agents" not in screen  # the side pane gave its width to the runs
+    tmux("send-keys", "-t", "kyros", "C-q")
+    tmux.wait_for("CONSOLE-DONE")
+    assert (tmp_path / "exit.txt").read_text().strip() == "0"

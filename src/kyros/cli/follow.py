@@ -147,8 +147,9 @@ def show_result(run: dict[str, Any]) -> None:
             f"[bold red]run {run['id']} {run['status']}[/bold red]: {_safe(run.get('error') or '')}"
         )
         return
-    if output.get("note") and run["kind"] == "plan":
-        err.print(f"[bold yellow]{_safe(output['note'])}[/bold yellow]")
+    if output.get("note") and run["kind"] != "pipeline":  # the pipeline says it in its text
+        # As text, not markup: the demo's note is itself in [brackets].
+        err.print(clean_text(str(output["note"])), style="bold yellow", markup=False)
     if run["kind"] == "implement":
         text = (output.get("summary") or "").strip()
         files = output.get("files") or []

@@ -65,7 +65,7 @@ def _default_backend() -> LLMBackend:
     from kyros.core.ai import demo
     from kyros.core.ai.litellm_backend import LiteLLMBackend, ScriptedProvider, register_scripted
 
-    register_scripted("demo", ScriptedProvider(demo.plan_reply, delay=0.01))
+    register_scripted("demo", ScriptedProvider(demo.reply, delay=0.01))
     return LiteLLMBackend()
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kyros.core.ai.catalogue import Catalogue
+from kyros.core.ai.demo import DEMO_MODEL
 from kyros.core.ai.models import ResolvedModel, family
 from kyros.errors import KyrosError
 
@@ -118,6 +119,10 @@ def choose_critic(
             agent_model=agent_model,
         )
     author = str(judged["model"])
+    if author == DEMO_MODEL:
+        # A scripted change gets a scripted review: deterministic, and no provider is called
+        # for a demo because a key happens to be set.
+        return ModelChoice(catalogue.resolve(DEMO_MODEL), "critic:author")
     candidate = configured_role_model(catalogue, "critic") or catalogue.settings.model
     if other_vendor and (
         candidate is None or _family_of(catalogue, candidate) == _family_of(catalogue, author)

@@ -1,7 +1,7 @@
 """The one module that imports litellm (~3 s and ~220 MB; see STACK-NOTES).
 
 It also hosts :class:`ScriptedProvider`, a litellm ``CustomLLM`` that answers from a Python
-function: the ``demo`` model uses it with :func:`kyros.core.ai.demo.plan_reply`, tests with queued
+function: the ``demo`` model uses it with :func:`kyros.core.ai.demo.reply`, tests with queued
 replies. Both go through litellm's real streaming path, so they exercise the same code as a
 provider does.
 """

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from kyros.core.ai.demo import DEMO_BANNER
+from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.runs.plan_output import describe_validation_error, json_objects
@@ -110,11 +112,16 @@ class CriticExecutor(RunExecutor):
         diff, target = await self._diff(run)
         if not diff.strip():
             raise InvalidInput("there is no change to review: the diff is empty")
-        verdict, resolved_name = await self._review(run, ctx, diff)
+        verdict, resolved = await self._review(run, ctx, diff)
+        resolved_name = resolved.name
         markdown = render_markdown(verdict)
+        note = DEMO_BANNER if resolved.is_demo else None
+        if note:
+            markdown = f"> {note}\n\n{markdown}"
         output: dict[str, Any] = {
             "assessment": verdict.model_dump(),
             "markdown": markdown,
+            "note": note,
             "target_run": target,
         }
         async with ctx.store.write() as conn:
@@ -130,7 +137,7 @@ class CriticExecutor(RunExecutor):
                 model=resolved_name,
             )
             output["assessment_id"] = row["id"]
-            note = await events_repo.append(
+            assessed = await events_repo.append(
                 conn,
                 run["id"],
                 "critic.assessment",
@@ -146,7 +153,7 @@ class CriticExecutor(RunExecutor):
                 )
             events = await self.runs.end(conn, run, "succeeded", {"output": output}, output=output)
             await ctx.finish_in(conn, {"status": "succeeded"})
-        self.runs.bus.publish([note, *events])
+        self.runs.bus.publish([assessed, *events])
         return {"status": "succeeded"}
 
     async def _diff(self, run: dict[str, Any]) -> tuple[str, str | None]:
@@ -167,7 +174,9 @@ class CriticExecutor(RunExecutor):
             raise InvalidInput(f"run {target['id']} is {target['status']}; it has no diff yet")
         return str((target.get("output") or {}).get("diff") or ""), target["id"]
 
-    async def _review(self, run: dict[str, Any], ctx: JobContext, diff: str) -> tuple[Verdict, str]:
+    async def _review(
+        self, run: dict[str, Any], ctx: JobContext, diff: str
+    ) -> tuple[Verdict, ResolvedModel]:
         resolved = self.runs.resolve(run["model"], run["api_base"])
         backend = await asyncio.to_thread(self.backend)
         if len(diff) > MAX_DIFF_CHARS:
@@ -186,7 +195,7 @@ class CriticExecutor(RunExecutor):
         for attempt in (1, 2):
             completion = await self.call_model(run, resolved, backend, messages, attempt=attempt)
             try:
-                return parse_verdict(completion.text), resolved.name
+                return parse_verdict(completion.text), resolved
             except CriticInvalid as exc:
                 problem = exc.message
                 await self.runs.emit(run["id"], "assessment.invalid", {"error": problem})

@@ -17,6 +17,7 @@ from typing import Any
 
 from kyros.core.agents import Profile
 from kyros.core.ai.backend import LLMBackend
+from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs import memory
@@ -100,6 +101,8 @@ class ImplementExecutor(RunExecutor):
             return {"status": "failed"}
         output = {
             "summary": loop.final_text,
+            # A scripted run says so, like a demo plan (ADR 0007).
+            "note": DEMO_BANNER if loop.scripted else None,
             "diff": diff,
             "files": _files_of(diff),
             "sandbox": sandbox.to_json(),
@@ -202,12 +205,15 @@ class _Loop:
         self.final_text = ""
         #: Changes (write calls) refused by the policy or a human, when none was allowed.
         self.denied: list[str] = []
+        #: Whether the model is the scripted demo (known once :meth:`go` resolved it).
+        self.scripted = False
         self.started = time.monotonic()
 
     async def go(self) -> str:
         """Run turns until the model is done ("done") or a human must answer ("paused")."""
         # The run's model was chosen once, when it was created (kyros.core.ai.choice).
         resolved = self.runs.resolve(self.run["model"], self.run["api_base"])
+        self.scripted = resolved.is_demo
         backend = await asyncio.to_thread(self.x.backend)
         await self._open_thread()
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kyros.core.ai.demo import DEMO_BANNER, DEMO_MODEL
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.store import events as events_repo
@@ -97,6 +98,8 @@ class PipelineExecutor(RunExecutor):
     async def _succeed(
         self, ctx: JobContext, run: dict[str, Any], last: dict[str, Any], note: str
     ) -> dict[str, str]:
+        if run["model"] == DEMO_MODEL:
+            note = f"{note} {DEMO_BANNER}"
         output = {"stage": last["kind"], "run_id": last["id"], "note": note}
         if last["kind"] == "critic":
             output["assessment"] = (last.get("output") or {}).get("assessment")

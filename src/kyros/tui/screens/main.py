@@ -58,6 +58,9 @@ class MainScreen(Screen[None]):
     #: The runs table has the keys first (focused as the screen opens, not after: a second
     #: focus change would rebuild the footer again).
     AUTO_FOCUS = "#runs"
+    #: Below 120 columns the agents and approvals give their 46 to the runs and the run: the
+    #: runs table needs ~75 for id, status, kind, age and goal (app.tcss, ``-narrow``).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("slash", "focus_filter", "Filter"),
@@ -146,6 +149,7 @@ class MainScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._fit_width(self.app.size.width)
         self.query_one("#agents").border_title = "Agents"
         self.query_one("#approvals").border_title = "Approvals"
         self.query_one("#detail").border_title = "Run"
@@ -157,6 +161,17 @@ class MainScreen(Screen[None]):
         self._poll(read_now=first is None)
 
     # --- panes --------------------------------------------------------------------------
+
+    def _fit_width(self, width: int) -> None:
+        """The layout for ``width`` from the first frame: Textual sets the breakpoint class and
+        the table learns its width only on the first resize, ~150 ms later, which showed the
+        wide layout squeezed until then."""
+        names = [name for at, name in self.HORIZONTAL_BREAKPOINTS if width >= at] or ["-narrow"]
+        self.update_classes({name: name == names[-1] for _, name in self.HORIZONTAL_BREAKPOINTS})
+        side_width = self.query_one("#side").styles.width  # 46, from app.tcss
+        beside = 0 if names[-1] == "-narrow" or side_width is None else int(side_width.value)
+        # Its borders (2) and a vertical scrollbar (2): off by those, the resize corrects it.
+        self.runs_table.fit(width - beside - 4)
 
     @property
     def runs_table(self) -> RunsTable:

@@ -6,6 +6,9 @@ rebuilt it five times while it opened. Here a rebuild already scheduled absorbs 
 that arrive before it runs, and a rebuild is skipped when the keys it would show are the ones
 shown (a focus change signals twice: at once and again after the next refresh). It reads the
 bindings as they are when it runs, so nothing is missed.
+
+Quit and help come first: Textual lists the focused widget's keys, then the screen's, then the
+app's, so ``^q Quit`` came last and an 80-column terminal cut it off with the help key.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+#: Actions whose keys the bar shows first, in this order, however narrow the terminal.
+FIRST = ("quit", "help")
+
 
 class KeyBar(Footer):
-    """A :class:`~textual.widgets.Footer` that coalesces its rebuilds."""
+    """A :class:`~textual.widgets.Footer` that coalesces its rebuilds and shows the keys of
+    :data:`FIRST` first."""
 
     _rebuild_pending = False
     _shown: Hashable = None
@@ -28,7 +35,13 @@ class KeyBar(Footer):
         # are known now, so the first frame shows them (and the later signal finds them shown).
         self._bindings_ready = True
         self._shown = self._keys()
-        return super().compose()
+        keys = list(super().compose())  # the screen's keys only: kyros groups none of them
+
+        def rank(widget: Widget) -> int:
+            action = getattr(widget, "action", None)  # a key's (FooterKey is not public)
+            return FIRST.index(action) if action in FIRST else len(FIRST)
+
+        return sorted(keys, key=rank)  # stable: the other keys keep their order
 
     def bindings_changed(self, screen: Screen[object]) -> None:
         self._bindings_ready = True

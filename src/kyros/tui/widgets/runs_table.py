@@ -35,6 +35,9 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("age", "AGE", 4),
     ("goal", "GOAL", 40),
 )
+#: Columns a narrow pane leaves out, in this order, so that id, status, kind, age and the goal
+#: (at least :data:`MIN_GOAL_WIDTH`) stay: all seven take 95 cells, these five 73.
+OPTIONAL_COLUMNS = ("agent", "cost")
 #: Hiding more rows than this at once refills the table (DataTable removes a row in O(rows)).
 REBUILD_AFTER = 50
 #: The goal column takes the width the others leave (on resize), at least this much.
@@ -91,14 +94,20 @@ class RunsTable(DataTable[Any]):
         #: Rows added since the heap was settled; the first fill settles what start-up built.
         self._unsettled = SETTLE_AFTER
         self._settle_timer: Timer | None = None
+        #: The columns shown (keys of :data:`COLUMNS`): all unless the pane is narrow.
+        self.shown_columns: tuple[str, ...] = tuple(key for key, _, _ in COLUMNS)
         self.filter_text = ""
         self.sort_column = "age"
         #: Newest first for ``age``; A→Z (cheapest first) for the others.
         self.sort_reverse = True
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+            if key in self.shown_columns:
+                self.add_column(label, key=key, width=width)
 
     # --- data -------------------------------------------------------------------------------
 
@@ -250,6 +259,9 @@ class RunsTable(DataTable[Any]):
         These caches are DataTable's own (textual 8.2); the runs table's test checks what is
         drawn after a change, so a change of theirs shows.
         """
+        changes = [change for change in changes if change[1] in self.shown_columns]
+        if not changes:
+            return
         count = self._update_count
         for run_id, column, text in changes:
             self.update_cell(run_id, column, self._cell(column, text))
@@ -286,7 +298,8 @@ class RunsTable(DataTable[Any]):
         gc.collect()
 
     def _add(self, run_id: str, row: tuple[str, ...]) -> None:
-        cells = (self._cell(c, v) for (c, _, _), v in zip(COLUMNS, row, strict=True))
+        shown = self.shown_columns
+        cells = (self._cell(c, v) for (c, _, _), v in zip(COLUMNS, row, strict=True) if c in shown)
         self.add_row(*cells, key=run_id)
         self._cells[run_id] = row
         self._unsettled += 1
@@ -340,11 +353,48 @@ class RunsTable(DataTable[Any]):
         self.move_cursor(row=self.get_row_index(run_id))
         return True
 
-    def on_resize(self) -> None:
-        """Give the goal column the width the other columns leave."""
+    def _fitting(self, room: int) -> tuple[str, ...]:
+        """The columns that fit in ``room`` cells, leaving out :data:`OPTIONAL_COLUMNS` in turn."""
         pad = 2 * self.cell_padding
-        fixed = sum(width + pad for key, _, width in COLUMNS if key != "goal")
-        width = max(MIN_GOAL_WIDTH, self.scrollable_content_region.width - fixed - pad)
+        left_out: list[str] = []
+        for column in (None, *OPTIONAL_COLUMNS):
+            if column is not None:
+                left_out.append(column)
+            keys = tuple(key for key, _, _ in COLUMNS if key not in left_out)
+            fixed = sum(width + pad for key, _, width in COLUMNS if key in keys and key != "goal")
+            if room - fixed - pad >= MIN_GOAL_WIDTH:
+                break
+        return keys
+
+    def _show_columns(self, keys: tuple[str, ...]) -> None:
+        """Show only ``keys``. DataTable cannot hide a column or put one back in its place, so
+        the table is refilled, as a filter that hides many rows does: only when a resize
+        crosses a width where columns give way (10,000 rows took 2.5 s on a 2-core machine at
+        load 10). The screen calls :meth:`fit` before the first poll fills the table."""
+        selected = self.selected_run_id
+        self.shown_columns = keys
+        self.clear(columns=True)
+        self._add_columns()
+        matching = [run_id for run_id, run in self.runs.items() if self._matches(run)]
+        self._rebuild(matching, self._clock(), selected)
+
+    def fit(self, room: int) -> None:
+        """Show the columns that fit in ``room`` cells. The screen calls it with its estimate
+        before the first frame; the table knows its width only a frame later (~150 ms)."""
+        keys = self._fitting(room)
+        if keys != self.shown_columns:
+            self._show_columns(keys)
+
+    def on_resize(self) -> None:
+        """Show the columns that fit; give the goal column the width the others leave."""
+        room = self.scrollable_content_region.width
+        if room > 0:  # not laid out yet: keep what is shown
+            self.fit(room)
+        pad = 2 * self.cell_padding
+        fixed = sum(
+            width + pad for key, _, width in COLUMNS if key in self.shown_columns and key != "goal"
+        )
+        width = max(MIN_GOAL_WIDTH, room - fixed - pad)
         column = self.columns.get(ColumnKey("goal"))
         if column is not None and column.width != width:
             column.width = width
