@@ -202,6 +202,10 @@ class Core:
     async def stop(self) -> None:
         await self.terminals.close_all()
         await self.pool.stop()
+        close = getattr(self._backend, "aclose", None)  # the provider connections it kept
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
         self._maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError, KyrosError):
             await self._maintenance
