@@ -184,6 +184,45 @@ class Applied(BaseModel):
     workspace: str
     files: list[str]
     summary: str
+    worktree_removed: bool = Field(
+        default=False, description="The run's worktree (or copy) was removed once applied."
+    )
+
+
+class WorktreeRemoved(BaseModel):
+    """One run's sandbox removed: why, and whether its branch ``kyros/RUN`` was kept (it is
+    when the run committed on it)."""
+
+    run_id: str
+    reason: str
+    branch: str | None = None
+    branch_kept: bool
+
+
+class Discarded(BaseModel):
+    """What ``POST /v1/runs/{id}/discard`` removed."""
+
+    run_id: str
+    removed: list[WorktreeRemoved]
+
+
+class WorktreeClean(BaseModel):
+    """Body of ``POST /v1/worktrees/clean``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    older_than_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=100 * 365 * 86400,
+        description="Only runs that ended at least this long ago; 0: every run that ended.",
+    )
+
+
+class WorktreesCleaned(BaseModel):
+    """What ``POST /v1/worktrees/clean`` removed."""
+
+    removed: list[WorktreeRemoved]
 
 
 class Event(BaseModel):

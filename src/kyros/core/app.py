@@ -29,6 +29,7 @@ from kyros.core.runs.implement import ImplementExecutor
 from kyros.core.runs.pipeline import PipelineExecutor
 from kyros.core.runs.plan import PlanExecutor
 from kyros.core.runs.service import RunService
+from kyros.core.runs.worktrees import SWEEP_SECONDS, Worktrees
 from kyros.core.store import agents as agents_repo
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import ledger, revision
@@ -125,6 +126,7 @@ class Core:
         self.registry.register(
             "pipeline", PipelineExecutor(self.runs, self.backend, agents=self.agents)
         )
+        self.worktrees = Worktrees(self.runs, loaded.paths.sandboxes, s.worktree_retention_days)
         for module in s.plugins:
             self._load_plugin(module)
 
@@ -192,12 +194,20 @@ class Core:
         gc.freeze()
 
     async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        sweep_at = loop.time() + CHECKPOINT_SECONDS  # soon after start, then hourly
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             try:
                 await self.store.checkpoint()
             except KyrosError as exc:
                 log.warning("store checkpoint failed: %s", exc.message)
+            if loop.time() >= sweep_at:
+                sweep_at = loop.time() + SWEEP_SECONDS
+                try:
+                    await self.worktrees.sweep()
+                except Exception as exc:  # a git failure must not stop the checkpoints
+                    log.warning("removing old worktrees failed: %s", exc)
 
     async def stop(self) -> None:
         await self.terminals.close_all()

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from kyros import API_VERSION, __version__
 from kyros.core.app import Core
-from kyros.daemon.routes import agents, health, misc, models, runs, terminals, usage
+from kyros.daemon.routes import agents, health, misc, models, runs, terminals, usage, worktrees
 from kyros.errors import KyrosError
 
 log = logging.getLogger("kyros.daemon")
@@ -86,6 +86,7 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(terminals.router)
     app.include_router(usage.router)
     app.include_router(models.router)
+    app.include_router(worktrees.router)
     return app
 
 

@@ -136,6 +136,13 @@ class Settings(BaseModel):
     cooldown_seconds: float = Field(
         default=60.0, ge=0, le=86400, description="How long a failing model is left alone."
     )
+    worktree_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=3650,
+        description="Days a finished run's worktree is kept before the daemon removes it "
+        "(its diff stays); 0 keeps them until `kyros runs clean`.",
+    )
     workers: int = Field(
         default=16,
         ge=1,

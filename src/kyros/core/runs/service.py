@@ -338,6 +338,8 @@ class RunService:
             raise Conflict(f"run {source['id']} changed nothing; there is nothing to apply")
         if (source.get("params") or {}).get("applied"):
             raise Conflict(f"run {source['id']} was applied already")
+        if (source.get("params") or {}).get("discarded"):
+            raise Conflict(f"run {source['id']} was discarded; its change can no longer be applied")
         sandbox = Sandbox.from_json(output["sandbox"])
         result = await asyncio.to_thread(apply_to_source, sandbox, output["diff"])
         async with self.store.write() as conn:

@@ -14,6 +14,7 @@ from kyros.errors import InvalidInput
 from kyros.protocol import (
     Applied,
     Approval,
+    Discarded,
     Run,
     RunCreate,
     RunList,
@@ -114,8 +115,15 @@ async def apply_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Applied:
     """Bring an implement run's diff (a pipeline's latest) into the user's working tree.
 
     Refused (409) when a file it touches has uncommitted changes or the diff no longer applies;
-    nothing is changed then."""
-    return Applied.model_validate(await c.runs.apply(_check_id(run_id)))
+    nothing is changed then. Once applied, the run's worktree is removed (the diff stays)."""
+    return Applied.model_validate(await c.worktrees.apply(_check_id(run_id)))
+
+
+@router.post("/{run_id}/discard", response_model=Discarded)
+async def discard_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Discarded:
+    """Throw away a finished run's change (a pipeline's, all its stages'): its worktree and
+    branch are removed, and it can no longer be applied (409 while the run is active)."""
+    return Discarded.model_validate(await c.worktrees.discard(_check_id(run_id)))
 
 
 @router.get("/{run_id}/review", response_model=RunReview)
