@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # They live apart so that clients which only ask "has the run ended?" need no pydantic.
-from kyros.statuses import JobStatus, RunKind, RunStatus
+from kyros.statuses import JobStatus, RunStatus
 
 #: The longest goal a run accepts. Goals are instructions, not documents; 64 KiB is ~16k tokens.
 MAX_GOAL_CHARS = 64 * 1024
@@ -105,7 +105,8 @@ class Approval(_Wire):
 
 class Run(BaseModel):
     id: str
-    kind: RunKind
+    #: plan, implement, critic, pipeline, or a kind a plugin added.
+    kind: str
     status: RunStatus
     goal: str
     workspace: str

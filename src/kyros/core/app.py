@@ -129,6 +129,9 @@ class Core:
         self.worktrees = Worktrees(self.runs, loaded.paths.sandboxes, s.worktree_retention_days)
         for module in s.plugins:
             self._load_plugin(module)
+        for kind, factory in self.registry.run_kinds.items():
+            self.registry.register(kind, factory(self.runs, self.backend))
+            self.runs.plugin_kinds.add(kind)
 
     def _load_plugin(self, name: str) -> None:
         try:

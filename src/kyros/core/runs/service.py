@@ -59,6 +59,13 @@ class RunService:
     max_attempts: int = 3
     wake: Callable[[], None] = lambda: None
     cancel_local: Callable[[int], bool] = lambda job_id: False
+    #: Run kinds plugins added (see ``HandlerRegistry.register_run``).
+    plugin_kinds: set[str] = field(default_factory=set)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Every run kind that can be started: the built-ins, then the plugins'."""
+        return [*sorted(KINDS), *sorted(self.plugin_kinds - KINDS)]
 
     def resolve(
         self, model: str | None, api_base: str | None, role: str | None = None
@@ -89,10 +96,10 @@ class RunService:
         ``internal`` carries what only kyros itself sets (a revision's findings and worktree);
         the API has no way to pass it.
         """
-        if kind not in KINDS:
-            raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(sorted(KINDS))}")
+        if kind not in self.kinds:
+            raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(self.kinds)}")
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        unknown = set(params) - KIND_PARAMS[kind] - COMMON_PARAMS
+        unknown = set(params) - KIND_PARAMS.get(kind, frozenset()) - COMMON_PARAMS
         if unknown:
             raise InvalidInput(f"a {kind} run does not take {', '.join(sorted(unknown))}")
         root = Path(workspace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from kyros.core.app import Core
@@ -20,22 +20,27 @@ from kyros.protocol import (
     RunList,
     RunReview,
 )
-from kyros.statuses import RunKind, RunStatus
+from kyros.statuses import RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 RunId = Annotated[str, Query(max_length=64)]
 
 
+#: A built-in kind or one a plugin added (the core says which exist: 400 listing them).
+Kind = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]*$")]
+
+
 @router.post("/{kind}", response_model=Run, status_code=201)
-async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
-    """Queue a run of ``kind``; it starts as soon as a worker is free."""
+async def create_run(kind: Kind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
+    """Queue a run of ``kind``: a built-in one or one a plugin added (an unknown kind is
+    refused with 400, listing the kinds there are); it starts as soon as a worker is free."""
     params = body.model_dump(
         include={"plan_run", "target_run", "diff", "range", "until", "continue_run", "budget"},
         exclude_none=True,
     )
     run = await c.runs.create(
-        kind.value,
+        kind,
         body.goal,
         body.workspace,
         model=body.model,
@@ -50,7 +55,7 @@ async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(
 async def list_runs(
     c: Annotated[Core, Depends(core)],
     status: RunStatus | None = None,
-    kind: RunKind | None = None,
+    kind: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     before: Annotated[
         str | None,
@@ -66,7 +71,7 @@ async def list_runs(
     rows = await c.runs.list_runs(
         limit=limit,
         status=status.value if status else None,
-        kind=kind.value if kind else None,
+        kind=kind or None,
         before=before,
     )
     return RunList(
