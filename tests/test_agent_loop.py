@@ -129,6 +129,34 @@ def test_l6_the_same_call_again_and_again_halts_the_run(
     assert len(results) == 2  # the third identical call never ran
 
 
+def test_l6_two_calls_alternating_again_and_again_halt_the_run(
+    shared_daemon: Daemon, repo: Path, fake_openai: FakeOpenAI
+) -> None:
+    a = call("a", "search", pattern="add")
+    b = call("b", "read_file", path="calc/__init__.py")
+    fake_openai.enqueue(*(Reply(tool_calls=[a if i % 2 == 0 else b]) for i in range(10)))
+    out = shared_daemon.cli(
+        "run",
+        "implement",
+        "find add",
+        "-w",
+        str(repo),
+        "--model",
+        "openai/fake-coder",
+        "--api-base",
+        fake_openai.url,
+        "--json",
+    )
+    assert out.returncode == 1
+    run = json.loads(out.stdout)
+    assert run["status"] == "failed", run
+    assert "loop detected" in run["error"] and "search, read_file" in run["error"]
+    # A, B, A, B, A, B: halted at the sixth call, before a seventh turn was paid for.
+    assert len(fake_openai.requests) == 6
+    results = [e for e in _events(shared_daemon, run["id"]) if e["type"] == "tool.result"]
+    assert [r["data"]["tool"] for r in results] == ["search", "read_file"] * 2 + ["search"]
+
+
 def test_s13_escapes_in_tool_output_never_reach_the_model(
     shared_daemon: Daemon, repo: Path, fake_openai: FakeOpenAI
 ) -> None:

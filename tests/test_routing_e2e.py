@@ -257,3 +257,48 @@ def test_s11_a_stored_key_travels_per_call_and_is_kept_nowhere_else(
         }.items():
             assert form not in text, where
         assert form.encode() not in dump
+
+
+def test_two_stalling_models_end_the_run_with_the_list_of_attempts(
+    daemon_env: dict[str, str], workspace: Path, fake_openai: FakeOpenAI, backup: FakeOpenAI
+) -> None:
+    """a and b both accept and never answer; each rests for less time than a stall lasts. The
+    run fails after each was tried twice (not after minutes of a, b, a, b …), saying what it
+    tried."""
+    fake_openai.default = backup.default = Reply.silent()
+    d = _start(
+        daemon_env,
+        KYROS_MODELS={
+            "a": {"model": "openai/fake-a", "api_base": fake_openai.url},
+            "b": {"model": "openai/fake-b", "api_base": backup.url},
+        },
+        KYROS_ROLES={"plan": {"model": "a", "fallbacks": ["b"]}},
+        KYROS_DEADLINE_FIRST_TOKEN="1",
+        KYROS_COOLDOWN_SECONDS="0.5",
+    )
+    try:
+        out = d.cli("run", "plan", "add a flag", "-w", str(workspace), "--json")
+        run = json.loads(out.stdout)
+        events = [
+            json.loads(line)
+            for line in d.cli("runs", "events", run["id"], "--jsonl").stdout.splitlines()
+        ]
+    finally:
+        d.stop()
+    assert out.returncode == 1 and run["status"] == "failed", run
+    assert len(fake_openai.requests) == 2 and len(backup.requests) == 2
+    # Four stalls of 1 s each, not minutes of them (from the first request to the last).
+    arrivals = sorted(r.at for r in fake_openai.requests + backup.requests)
+    assert arrivals[-1] - arrivals[0] < 3 * 1.0 + 3, arrivals
+    assert "4 attempts" in run["error"]
+    failed = events[-1]
+    assert failed["type"] == "run.failed"
+    tried = [(a["model"], a["server"], a["phase"]) for a in failed["data"]["attempts"]]
+    assert (
+        tried
+        == [
+            ("a", fake_openai.url, "first_token"),
+            ("b", backup.url, "first_token"),
+        ]
+        * 2
+    )

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # They live apart so that clients which only ask "has the run ended?" need no pydantic.
-from kyros.statuses import JobStatus, RunKind, RunStatus
+from kyros.statuses import JobStatus, RunStatus
 
 #: The longest goal a run accepts. Goals are instructions, not documents; 64 KiB is ~16k tokens.
 MAX_GOAL_CHARS = 64 * 1024
@@ -120,7 +120,8 @@ class Approval(_Wire):
 
 class Run(BaseModel):
     id: str
-    kind: RunKind
+    #: plan, implement, critic, pipeline, or a kind a plugin added.
+    kind: str
     status: RunStatus
     goal: str
     workspace: str
@@ -199,7 +200,7 @@ class ThreadRun(BaseModel):
     """One run of a conversation."""
 
     id: str
-    kind: RunKind
+    kind: str
     status: RunStatus
     goal: str
     model: str | None = None
@@ -248,6 +249,45 @@ class Applied(BaseModel):
     workspace: str
     files: list[str]
     summary: str
+    worktree_removed: bool = Field(
+        default=False, description="The run's worktree (or copy) was removed once applied."
+    )
+
+
+class WorktreeRemoved(BaseModel):
+    """One run's sandbox removed: why, and whether its branch ``kyros/RUN`` was kept (it is
+    when the run committed on it)."""
+
+    run_id: str
+    reason: str
+    branch: str | None = None
+    branch_kept: bool
+
+
+class Discarded(BaseModel):
+    """What ``POST /v1/runs/{id}/discard`` removed."""
+
+    run_id: str
+    removed: list[WorktreeRemoved]
+
+
+class WorktreeClean(BaseModel):
+    """Body of ``POST /v1/worktrees/clean``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    older_than_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=100 * 365 * 86400,
+        description="Only runs that ended at least this long ago; 0: every run that ended.",
+    )
+
+
+class WorktreesCleaned(BaseModel):
+    """What ``POST /v1/worktrees/clean`` removed."""
+
+    removed: list[WorktreeRemoved]
 
 
 class Event(BaseModel):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -76,6 +77,11 @@ class Reply:
     keepalive_comments: bool = False
     cut_after_bytes: int | None = None
     bad_json: bool = False
+
+    @classmethod
+    def silent(cls) -> Reply:
+        """Accept the request and never answer it (no status line, ever)."""
+        return cls(text="never sent", delay_before_headers=float("inf"))
 
     @classmethod
     def error(cls, status: int, message: str | None = None, **kw: Any) -> Reply:
@@ -355,6 +361,33 @@ class FakeOpenAI:
             if reader.at_eof():
                 raise _ClientGone
             await asyncio.sleep(min(left, _POLL))
+
+
+class Unreachable:
+    """A port on 127.0.0.1 whose connections never complete: for connect deadlines.
+
+    A listening socket with a backlog of 0 that never accepts, its one queue slot taken: the
+    kernel drops every further SYN, so a client's connect hangs as it would towards a host that
+    does not answer.
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.socket()
+        self._filler = socket.socket()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}/v1"
+
+    def __enter__(self) -> Unreachable:
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(0)
+        self._filler.connect(self._server.getsockname())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._filler.close()
+        self._server.close()
 
 
 def _head(status: int, headers: dict[str, str]) -> bytes:

@@ -438,3 +438,43 @@ def apply(
 
         summary = f"applied run {result['run_id']} to {result['workspace']}: {result['summary']}"
         typer.echo(clean_text(summary))
+
+
+@app.command("custom")
+def custom(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            metavar="KIND", help="A run kind a plugin added (see the `plugins` setting)."
+        ),
+    ],
+    goal: Goal,
+    workspace: Workspace = Path("."),
+    model: Model = None,
+    api_base: ApiBase = None,
+    agent: Agent = None,
+    continue_run: Continue = None,
+    budget: Budget = None,
+    detach: Detach = False,
+    json_out: JsonOut = False,
+    jsonl: Jsonl = False,
+) -> None:
+    """Start a run of a kind a plugin added, followed like any other run.
+
+    An unknown kind is refused (exit 2) with the list of the daemon's kinds.
+
+    Example:
+
+      kyros run custom summarize "what does this repository do?"
+    """
+    root = _workspace(workspace)
+    body = {
+        "goal": _read_goal(goal),
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "continue_run": continue_run,
+        "budget": budget,
+    }
+    _start(kind, body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)

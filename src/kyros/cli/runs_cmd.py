@@ -1,4 +1,4 @@
-"""`kyros runs …`: list, inspect, follow, diff and cancel runs."""
+"""`kyros runs …`: list, inspect, follow, diff, cancel and discard runs; clean worktrees."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kyros.cli.state import client, group, print_json, print_jsonl, settings
 from kyros.cli.table import PlainOpt, print_table
 from kyros.sanitize import clean_text, one_line
 
-app = group("List, inspect, follow, diff and cancel runs.")
+app = group("List, inspect, follow, diff, cancel and discard runs; clean their worktrees.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -212,3 +212,73 @@ def cancel(
             f"{run['id']}: {run['status']}"
             + (" (cancel requested)" if run["status"] == "running" else "")
         )
+
+
+@app.command("discard")
+def discard(
+    run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonOpt = False
+) -> None:
+    """Throw away a finished run's change: its worktree and branch kyros/RUN are removed, and
+    it can no longer be applied (a pipeline: all its stages)."""
+    result = client().discard(run_id)
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(f"discarded run {result['run_id']}" + _removed_words(result["removed"]))
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _seconds(value: str) -> float:
+    """``30m``, ``24h``, ``7d``, ``2w`` (or plain seconds) as seconds."""
+    text = value.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if not number or amount < 0 or amount > 100 * 365:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration: use a number and s, m, h, d or w (7d, 12h)",
+            param_hint="--older-than",
+        )
+    return amount * (unit or 1)
+
+
+@app.command("clean")
+def clean(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Only runs that ended at least this long ago (30m, 12h, 7d, 2w).",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove the worktrees of finished runs (all of them, or those older than --older-than).
+
+    Runs still active are left alone; diffs stay (`kyros runs diff`, `kyros run apply` still
+    work); a branch kyros/RUN the run committed on is kept. The daemon also removes worktrees
+    by itself after `worktree_retention_days` (7 by default).
+    """
+    seconds = _seconds(older_than) if older_than is not None else 0.0
+    removed = client().clean_worktrees(seconds)
+    if json_out:
+        print_json({"removed": removed})
+        return
+    if not removed:
+        typer.echo("no worktree to remove")
+    for item in removed:
+        kept = f" (branch {item['branch']} kept: it has the run's commits)"
+        typer.echo(
+            f"removed the worktree of run {item['run_id']}" + (kept if item["branch_kept"] else "")
+        )
+
+
+def _removed_words(removed: list[dict[str, Any]]) -> str:
+    if not removed:
+        return " (its worktree was gone already)"
+    return f": {len(removed)} worktree(s) and their branches removed"

@@ -270,6 +270,13 @@ class Client:
     def apply(self, run_id: str) -> dict[str, Any]:
         return self._object(self.request("POST", f"/v1/runs/{segment(run_id, 'run')}/apply"))
 
+    def discard(self, run_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/runs/{run_id}/discard"))
+
+    def clean_worktrees(self, older_than_seconds: float = 0.0) -> list[dict[str, Any]]:
+        body = {"older_than_seconds": older_than_seconds}
+        return list(self.request("POST", "/v1/worktrees/clean", json=body)["removed"])
+
     def review(self, run_id: str) -> dict[str, Any]:
         path = f"/v1/runs/{segment(run_id, 'run')}/review"
         return self._object(self.request("GET", path), "review")

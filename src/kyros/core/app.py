@@ -34,6 +34,7 @@ from kyros.core.runs.implement import ImplementExecutor
 from kyros.core.runs.pipeline import PipelineExecutor
 from kyros.core.runs.plan import PlanExecutor
 from kyros.core.runs.service import RunService
+from kyros.core.runs.worktrees import SWEEP_SECONDS, Worktrees
 from kyros.core.store import agents as agents_repo
 from kyros.core.store import jobs as jobs_repo
 from kyros.core.store import ledger, revision
@@ -148,8 +149,12 @@ class Core:
         self.registry.register(
             "pipeline", PipelineExecutor(self.runs, self.backend, agents=self.agents)
         )
+        self.worktrees = Worktrees(self.runs, loaded.paths.sandboxes, s.worktree_retention_days)
         for module in s.plugins:
             self._load_plugin(module)
+        for kind, factory in self.registry.run_kinds.items():
+            self.registry.register(kind, factory(self.runs, self.backend))
+            self.runs.plugin_kinds.add(kind)
 
     def _apply_settings(self, s: Settings) -> None:
         """A changed config file's settings, applied where runs read them."""
@@ -270,16 +275,28 @@ class Core:
         gc.freeze()
 
     async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        sweep_at = loop.time() + CHECKPOINT_SECONDS  # soon after start, then hourly
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             try:
                 await self.store.checkpoint()
             except KyrosError as exc:
                 log.warning("store checkpoint failed: %s", exc.message)
+            if loop.time() >= sweep_at:
+                sweep_at = loop.time() + SWEEP_SECONDS
+                try:
+                    await self.worktrees.sweep()
+                except Exception as exc:  # a git failure must not stop the checkpoints
+                    log.warning("removing old worktrees failed: %s", exc)
 
     async def stop(self) -> None:
         await self.terminals.close_all()
         await self.pool.stop()
+        close = getattr(self._backend, "aclose", None)  # the provider connections it kept
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
         self._maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError, KyrosError):
             await self._maintenance

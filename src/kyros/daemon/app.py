@@ -13,7 +13,17 @@ from starlette.types import Receive, Scope, Send
 
 from kyros import API_VERSION, __version__
 from kyros.core.app import Core
-from kyros.daemon.routes import agents, health, misc, models, runs, terminals, threads, usage
+from kyros.daemon.routes import (
+    agents,
+    health,
+    misc,
+    models,
+    runs,
+    terminals,
+    threads,
+    usage,
+    worktrees,
+)
 from kyros.errors import KyrosError
 
 log = logging.getLogger("kyros.daemon")
@@ -92,6 +102,7 @@ def create_app(core: Core) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(models.router)
     app.include_router(threads.router)
+    app.include_router(worktrees.router)
     return app
 
 

@@ -129,16 +129,31 @@ class Settings(BaseModel):
         default=None, ge=0, description="USD cap on all spending per UTC day."
     )
     deadline_connect: float = Field(
-        default=30.0, gt=0, le=3600, description="Seconds until a provider's response starts."
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds to reach a provider and send it the request.",
     )
     deadline_first_token: float = Field(
-        default=120.0, gt=0, le=3600, description="Seconds from the response to its first token."
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Seconds from the request sent to the answer's first token.",
     )
     deadline_between_chunks: float = Field(
         default=60.0, gt=0, le=3600, description="Longest silence allowed mid-answer."
     )
     deadline_total: float = Field(
-        default=900.0, gt=0, le=86400, description="Seconds one model call may take in all."
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="Seconds one model call may take in all, its retries and fallbacks included.",
+    )
+    fallback_rounds: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="Times one model call may try each model of its chain before it fails.",
     )
     retry_after_max: float = Field(
         default=30.0,
@@ -151,6 +166,13 @@ class Settings(BaseModel):
     )
     cooldown_seconds: float = Field(
         default=60.0, ge=0, le=86400, description="How long a failing model is left alone."
+    )
+    worktree_retention_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=3650,
+        description="Days a finished run's worktree is kept before the daemon removes it "
+        "(its diff stays); 0 keeps them until `kyros runs clean`.",
     )
     workers: int = Field(
         default=16,

@@ -9,6 +9,7 @@ provider does.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 
+import aiohttp
 import litellm
 import litellm.exceptions as llm_errors
 from litellm.llms.custom_llm import CustomLLM
@@ -299,14 +301,32 @@ class LiteLLMBackend:
             "first_token": request.first_token_timeout,
             "between_chunks": request.between_chunks_timeout,
         }
+        # kyros's own connection pool, whose trace tells when the request went out.
+        kwargs["shared_session"] = _session(loop)
         stream: Any = None
+        watch = _Watch()
+        watched = _WATCH.set(watch)
         try:
             # One timer, moved on at every phase change and every token: a deadline per phase
             # costs no task per chunk. Keep-alives and empty chunks never move it.
             async with asyncio.timeout_at(min(total_at, loop.time() + limits[phase])) as timer:
+
+                def sent() -> None:
+                    # The request is out on an open connection: from here the server is
+                    # thinking, which the first-token deadline bounds (a server that accepts
+                    # and never answers is given up on after it, not after the connect one).
+                    nonlocal phase
+                    if phase == "connect":
+                        phase = "first_token"
+                        timer.reschedule(min(total_at, loop.time() + limits[phase]))
+
+                watch.on_sent = sent
                 stream = await litellm.acompletion(**kwargs)
-                phase = "first_token"
-                timer.reschedule(min(total_at, loop.time() + limits[phase]))
+                if phase == "connect":
+                    # A provider whose HTTP client kyros does not own: the response started,
+                    # so the connection was made; the first token is due from here.
+                    phase = "first_token"
+                    timer.reschedule(min(total_at, loop.time() + limits[phase]))
                 async for chunk in stream:
                     _forget_old_chunks(stream)
                     progressed = False
@@ -345,6 +365,8 @@ class LiteLLMBackend:
                 f" at --api-base {request.api_base})" if request.api_base else ")"
             )
             raise _classify(exc, Redactor([request.api_key]), phase, where) from None
+        finally:
+            _WATCH.reset(watched)
         if finish is None:
             # The stream ended without saying it was done: text may be missing and a tool call
             # may be cut short; a partial tool call must never run.
@@ -369,6 +391,13 @@ class LiteLLMBackend:
             ),
         )
 
+    async def aclose(self) -> None:
+        """Close the connections this event loop's calls kept open (at daemon shutdown)."""
+        global _SESSION
+        if _SESSION is not None and _SESSION[0] is asyncio.get_running_loop():
+            session, _SESSION = _SESSION[1], None
+            await session.close()
+
     def _cost(self, model: str, tokens_in: int, tokens_out: int, cached: int) -> float:
         # From the price list's per-token prices (litellm caches the lookup): its
         # cost_per_token walks the whole price map on every call (~0.3 ms). Unknown model (a
@@ -378,6 +407,45 @@ class LiteLLMBackend:
         price_cached = info.price_cached if info.price_cached is not None else price_in
         fresh = max(0, tokens_in - cached)
         return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
+
+
+class _Watch:
+    """What the HTTP trace of the current call reports back to it (see :func:`_session`)."""
+
+    on_sent: Callable[[], None] | None = None
+
+
+#: The call running in this task, if any: the trace callback finds it here.
+_WATCH: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
+    "kyros_ai_watch", default=None
+)
+_SESSION: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = None
+
+
+async def _request_sent(session: Any, context: Any, params: Any) -> None:
+    watch = _WATCH.get()
+    if watch is not None and watch.on_sent is not None:
+        watch.on_sent()
+
+
+def _session(loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+    """The HTTP session provider calls go through, one per event loop (the daemon has one).
+
+    litellm makes its own sessions, which say nothing about where a call stands; this one is
+    traced, so the connect deadline ends once the request is out on an open connection and the
+    first-token deadline starts there. Without it, a server that accepted the connection and
+    never answered held the call for the whole connect deadline (30 s) instead of the
+    first-token one. Providers litellm calls without a shared session are timed from the
+    response's start instead (see ``complete``).
+    """
+    global _SESSION
+    if _SESSION is None or _SESSION[0] is not loop or _SESSION[1].closed:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_request_sent)
+        # No pool-wide cap: the worker pool bounds how many calls run at once (16 by default).
+        connector = aiohttp.TCPConnector(limit=0)
+        _SESSION = (loop, aiohttp.ClientSession(connector=connector, trace_configs=[trace]))
+    return _SESSION[1]
 
 
 #: Chunks of a stream litellm may keep: its repetition check reads the last two.

@@ -13,6 +13,12 @@ with kyros's phased deadlines. A failure is classified, written to the ledger, a
 * then a retryable failure, an auth error or an overflowing context moves on to the next
   deployment that is not resting, and the failed one rests for ``cooldown`` seconds.
 
+The call as a whole, retries and fallbacks together, ends within ``total`` seconds: each attempt
+gets what is left of it, and no wait may outlast it. It also visits each deployment at most
+``rounds`` times (retries only on the first visit): two deployments that both stall, resting
+for less than a stall lasts, used to hand the call back and forth for as long as anyone
+watched. When the call gives up, its error lists every attempt (model, server, phase, error).
+
 Text streamed by an attempt that then failed is announced as discarded in the retry/fallback
 event, so followers never show it twice; the tool calls of a failed attempt are never returned.
 """
@@ -20,6 +26,7 @@ event, so followers never show it twice; the tool calls of a failed attempt are 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,6 +62,9 @@ class RoutePolicy:
     retries: int = 1
     cooldown: float = 60.0
     backoff: float = 0.5
+    #: Visits of each deployment per call: 2 lets the chain be walked twice (a model that was
+    #: resting at first gets its turn), then the call fails.
+    rounds: int = 2
 
     @classmethod
     def from_settings(cls, s: Any) -> RoutePolicy:
@@ -66,6 +76,7 @@ class RoutePolicy:
             retry_after_max=s.retry_after_max,
             retries=s.model_retries,
             cooldown=s.cooldown_seconds,
+            rounds=s.fallback_rounds,
         )
 
 
@@ -110,6 +121,34 @@ async def _no_event(kind: str, data: dict[str, Any]) -> None:
     return None
 
 
+def _tried(model: ResolvedModel, exc: ProviderError, seconds: float) -> dict[str, Any]:
+    """One failed attempt as the call's final error lists it."""
+    return {
+        "model": model.name,
+        "server": model.api_base or model.provider,
+        "phase": exc.phase,
+        "outcome": exc.outcome,
+        "error": exc.message,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _gave_up(exc: ProviderError, trail: list[dict[str, Any]]) -> ProviderError:
+    """``exc`` with the list of what the call tried (in ``detail`` and, past one, in words)."""
+    message = exc.message
+    if len(trail) > 1:
+        # The outcome names a timeout's phase: timeout_first_token.
+        tried = "; ".join(f"{t['model']} at {t['server']}: {t['outcome']}" for t in trail)
+        message = f"{message} — {len(trail)} attempts: {tried}"
+    return ProviderError(
+        message,
+        kind=exc.kind,
+        phase=exc.phase,
+        retry_after=exc.retry_after,
+        detail={"attempts": trail},
+    )
+
+
 class Router:
     """Routes calls for one daemon; its :class:`Cooldowns` are shared by every run."""
 
@@ -118,10 +157,12 @@ class Router:
         policy: RoutePolicy | None = None,
         cooldowns: Cooldowns | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy or RoutePolicy()
         self.cooldowns = cooldowns or Cooldowns()
         self.sleep = sleep
+        self.clock = clock
 
     def _request(
         self,
@@ -129,6 +170,7 @@ class Router:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         max_tokens: int | None,
+        left: float,
     ) -> ChatRequest:
         p = self.policy
         return ChatRequest(
@@ -141,7 +183,7 @@ class Router:
             connect_timeout=p.connect,
             first_token_timeout=p.first_token,
             between_chunks_timeout=p.between_chunks,
-            total_timeout=p.total,
+            total_timeout=min(p.total, left),
         )
 
     def _free(
@@ -164,23 +206,43 @@ class Router:
         :class:`ProviderError` (or ``BudgetExhausted``) when none can."""
         emit = on_event or _no_event
         tries: dict[str, int] = {}
+        visits: dict[str, int] = {}
+        trail: list[dict[str, Any]] = []
+        ends = self.clock() + self.policy.total
         prompt_bound = prompt_tokens_bound(messages, tools)
         current: ResolvedModel | None = None
+        previous: ResolvedModel | None = None
         while True:
-            if current is None:
-                current = await self._first_free(chain, emit)
+            try:
+                if current is None:
+                    current = await self._first_free(chain, emit, ends, visits)
+                left = ends - self.clock()
+                if left <= 0:
+                    raise self._out_of_time()
+            except ProviderError as exc:
+                raise _gave_up(exc, trail) from None
             model = current
+            if model is not previous:
+                visits[model.deployment] = visits.get(model.deployment, 0) + 1
+            previous = model
             info = backend.model_info(model.litellm_model) if not model.is_demo else _NO_INFO
             prices = prices_of(model, info)
             limit = max_output(model, info)
             ticket = await spender.reserve(model, worst_case(prices, prompt_bound, limit))
             attempt = _Attempt(on_delta)
-            request = self._request(model, messages, tools, limit if spender.capped else None)
+            request = self._request(model, messages, tools, limit if spender.capped else None, left)
+            started = self.clock()
             try:
                 completion = await backend.complete(request, attempt)
             except ProviderError as exc:
+                trail.append(_tried(model, exc, self.clock() - started))
                 await spender.settle(ticket, model, None, exc.outcome, exc.message)
-                current = await self._after_failure(chain, model, exc, tries, attempt, emit)
+                try:
+                    current = await self._after_failure(
+                        chain, model, exc, tries, attempt, emit, visits, ends
+                    )
+                except ProviderError as final:
+                    raise _gave_up(final, trail) from None
                 continue
             except BaseException:
                 await asyncio.shield(
@@ -192,13 +254,30 @@ class Router:
             self.cooldowns.succeeded(model.deployment)
             return completion
 
-    async def _first_free(self, chain: list[ResolvedModel], emit: OnEvent) -> ResolvedModel:
-        free = self._free(chain)
+    def _out_of_time(self) -> ProviderError:
+        return ProviderError(
+            f"the model call used up its total deadline of {self.policy.total:g}s "
+            "(retries and fallbacks included)",
+            kind="timeout",
+            phase="total",
+        )
+
+    def _open(
+        self, chain: list[ResolvedModel], visits: dict[str, int], but: ResolvedModel | None = None
+    ) -> list[ResolvedModel]:
+        """Deployments not resting that this call has not used up its visits of."""
+        rounds = self.policy.rounds
+        return [c for c in self._free(chain, but) if visits.get(c.deployment, 0) < rounds]
+
+    async def _first_free(
+        self, chain: list[ResolvedModel], emit: OnEvent, ends: float, visits: dict[str, int]
+    ) -> ResolvedModel:
+        free = self._open(chain, visits)
         if free:
             return free[0]
         wait = min(self.cooldowns.remaining(c.deployment) for c in chain)
         names = ", ".join(c.name for c in chain)
-        if wait > self.policy.retry_after_max:
+        if wait > self.policy.retry_after_max or wait >= ends - self.clock():
             raise ProviderError(
                 f"every model for this call is resting after failures ({names}); the first "
                 f"is free again in {wait:.0f}s",
@@ -206,7 +285,8 @@ class Router:
             )
         await emit("model.waiting", {"models": [c.name for c in chain], "seconds": round(wait, 2)})
         await self.sleep(wait)
-        return self._free(chain)[0] if self._free(chain) else chain[0]
+        free = self._open(chain, visits)
+        return free[0] if free else chain[0]
 
     async def _after_failure(
         self,
@@ -216,14 +296,21 @@ class Router:
         tries: dict[str, int],
         attempt: _Attempt,
         emit: OnEvent,
+        visits: dict[str, int],
+        ends: float,
     ) -> ResolvedModel:
         """The deployment to try next, or raise ``exc`` when the call has no way left."""
         p = self.policy
         key = model.deployment
         failures = self.cooldowns.failed(key)
+        if self.clock() >= ends:
+            raise self._out_of_time() from exc
         too_long = exc.retry_after is not None and exc.retry_after > p.retry_after_max
         rest = max(p.cooldown, exc.retry_after or 0.0)
-        others = self._free(chain, but=model)
+        others = self._open(chain, visits, but=model)
+        wait = exc.retry_after
+        if wait is None:
+            wait = p.backoff * 2 ** tries.get(key, 0)
         base = {
             "reason": exc.kind,
             "outcome": exc.outcome,
@@ -242,15 +329,15 @@ class Router:
                 ) from exc
         # The preferred model gets its retries first, unless it stalled and another can answer
         # (a second stall would cost another whole deadline).
+        # Retries belong to a deployment's first visit, and never wait past the call's deadline.
         elif (
             exc.kind in RETRYABLE
             and tries.get(key, 0) < p.retries
             and (exc.kind != "timeout" or not others)
+            and visits.get(key, 0) <= 1
+            and wait < ends - self.clock()
         ):
             tries[key] = tries.get(key, 0) + 1
-            wait = exc.retry_after
-            if wait is None:
-                wait = p.backoff * 2 ** (tries[key] - 1)
             await emit(
                 "model.retry", {"model": model.name, **base, "wait": wait, "try": tries[key]}
             )

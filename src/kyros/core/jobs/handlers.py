@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,9 @@ from kyros.core.store import jobs as jobs_repo
 from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.jobs import ClaimedJob
+
+#: A run kind is a path segment of the API and a CLI word.
+_RUN_KIND = re.compile(r"[a-z][a-z0-9-]{0,39}")
 
 
 class LeaseLost(Exception):
@@ -62,18 +66,39 @@ GiveUp = Callable[[Conn, int, str | None, str, str], Awaitable[list[dict[str, An
 Lost = Callable[[Conn, int, str | None, int], Awaitable[list[dict[str, Any]]]]
 
 
+#: Builds a run kind's handler from the run service and the AI backend getter (a
+#: :class:`kyros.core.runs.executor.RunExecutor` subclass is one: ``Kind(runs, backend)``).
+RunHandlerFactory = Callable[[Any, Callable[[], Any]], Handler]
+
+
 @dataclass
 class HandlerRegistry:
-    """Job kinds and their handlers. Built-ins register the same way plugins do."""
+    """Job kinds and their handlers. Built-ins register the same way plugins do.
+
+    A plugin's ``register(registry)`` adds job kinds with :meth:`register`, and run kinds —
+    which the API and ``kyros run custom KIND`` start like ``plan`` — with :meth:`register_run`.
+    """
 
     handlers: dict[str, Handler] = field(default_factory=dict)
     give_up: GiveUp | None = None
     lost: Lost | None = None
+    #: Run kinds added by plugins, waiting for the core to build their handlers.
+    run_kinds: dict[str, RunHandlerFactory] = field(default_factory=dict)
 
     def register(self, kind: str, handler: Handler) -> None:
         if kind in self.handlers:
             raise ValueError(f"job kind {kind!r} is already registered")
         self.handlers[kind] = handler
+
+    def register_run(self, kind: str, factory: RunHandlerFactory) -> None:
+        """Add a run kind: runs of ``kind`` are created by the API and run by the handler
+        ``factory(runs, backend)`` builds, with the events, approvals, budgets and errors of
+        every run (subclass ``RunExecutor`` and implement ``execute``)."""
+        if kind in self.handlers or kind in self.run_kinds:
+            raise ValueError(f"job kind {kind!r} is already registered")
+        if not _RUN_KIND.fullmatch(kind):
+            raise ValueError(f"run kind {kind!r}: lower-case letters, digits and '-' only")
+        self.run_kinds[kind] = factory
 
 
 async def _noop(ctx: JobContext) -> None:

@@ -67,13 +67,10 @@ class RunExecutor:
             )
             return {"status": "budget_exhausted"}
         except KyrosError as exc:
-            await self.finish(
-                ctx,
-                run,
-                "failed",
-                {"reason": exc.message, "code": exc.code},
-                error=exc.message,
-            )
+            data: dict[str, Any] = {"reason": exc.message, "code": exc.code}
+            if isinstance(exc.detail, dict) and "attempts" in exc.detail:
+                data["attempts"] = exc.detail["attempts"]  # what a model call tried, in order
+            await self.finish(ctx, run, "failed", data, error=exc.message)
             return {"status": "failed"}
 
     async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:

@@ -10,7 +10,6 @@ the provider again (RELIABILITY D4). A tool call waiting for a human leaves the 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from kyros.core.ai.backend import LLMBackend
 from kyros.core.ai.demo import DEMO_BANNER
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
-from kyros.core.runs import memory
+from kyros.core.runs import loops, memory
 from kyros.core.runs.approvals import decide
 from kyros.core.runs.executor import RunExecutor
 from kyros.core.runs.terminal_commands import TerminalCommands
@@ -33,8 +32,6 @@ from kyros.core.workspace.gitexec import run_git
 from kyros.core.workspace.sandbox import Sandbox, create_sandbox, sandbox_diff
 from kyros.errors import KyrosError
 
-#: The same call (tool and arguments) this many times in a row halts the run (RELIABILITY L6).
-LOOP_LIMIT = 3
 #: Tool output kept in an event (the thread keeps all of it).
 EVENT_OUTPUT_CHARS = 8192
 
@@ -165,14 +162,6 @@ def _brief(output: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in output.items() if k not in ("diff", "sandbox")} | {
         "diff_bytes": len(output["diff"])
     }
-
-
-def _signature(name: str, raw: str) -> str:
-    try:
-        canonical = json.dumps(json.loads(raw), sort_keys=True)
-    except ValueError:
-        canonical = raw
-    return f"{name}:{canonical}"
 
 
 class _Loop:
@@ -371,25 +360,19 @@ class _Loop:
     def _check_loop(
         self, own: list[dict[str, Any]], turn: int, call_id: str, name: str, raw: str
     ) -> None:
-        signature = _signature(name, raw)
         recent: list[str] = []
         for message in own:
             meta = message.get("meta") or {}
             for call in meta.get("tool_calls") or []:
-                recent.append(_signature(call["function"]["name"], call["function"]["arguments"]))
+                recent.append(
+                    loops.signature(call["function"]["name"], call["function"]["arguments"])
+                )
                 if meta.get("turn") == turn and call["id"] == call_id:
                     break
-        # ``recent`` ends with the call being handled: count its identical run at the end.
-        repeats = 0
-        for previous in reversed(recent):
-            if previous != signature:
-                break
-            repeats += 1
-        if repeats >= LOOP_LIMIT:
-            raise RunHalted(
-                f"loop detected: the agent called {name} with the same arguments "
-                f"{repeats} times in a row"
-            )
+        # ``recent`` ends with the call being handled: one call or a short cycle repeated.
+        size = loops.cycle(recent)
+        if size:
+            raise RunHalted(loops.describe(recent, size))
 
     async def _pause(
         self, key: str, name: str, args: dict[str, Any], tool_class: str, why: str

@@ -64,6 +64,13 @@ class RunService:
     #: Called before a run is created: raises when the settings cannot be used right now
     #: (the daemon's config file changed into something invalid).
     settings_check: Callable[[], None] = lambda: None
+    #: Run kinds plugins added (see ``HandlerRegistry.register_run``).
+    plugin_kinds: set[str] = field(default_factory=set)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Every run kind that can be started: the built-ins, then the plugins'."""
+        return [*sorted(KINDS), *sorted(self.plugin_kinds - KINDS)]
 
     def resolve(
         self, model: str | None, api_base: str | None, role: str | None = None
@@ -103,10 +110,10 @@ class RunService:
         by :func:`kyros.core.ai.choice.choose`; the choice and its reason are stored in
         ``params.model_choice``.
         """
-        if kind not in KINDS:
-            raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(sorted(KINDS))}")
+        if kind not in self.kinds:
+            raise InvalidInput(f"unknown run kind {kind!r}; kinds: {', '.join(self.kinds)}")
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        unknown = set(params) - KIND_PARAMS[kind] - COMMON_PARAMS
+        unknown = set(params) - KIND_PARAMS.get(kind, frozenset()) - COMMON_PARAMS
         if unknown:
             raise InvalidInput(f"a {kind} run does not take {', '.join(sorted(unknown))}")
         root = Path(workspace)
@@ -421,6 +428,8 @@ class RunService:
             raise Conflict(f"run {source['id']} changed nothing; there is nothing to apply")
         if (source.get("params") or {}).get("applied"):
             raise Conflict(f"run {source['id']} was applied already")
+        if (source.get("params") or {}).get("discarded"):
+            raise Conflict(f"run {source['id']} was discarded; its change can no longer be applied")
         sandbox = Sandbox.from_json(output["sandbox"])
         result = await asyncio.to_thread(apply_to_source, sandbox, output["diff"])
         async with self.store.write() as conn:

@@ -267,6 +267,31 @@ def remove_sandbox(sb: Sandbox, *, delete_branch: bool = False) -> None:
     top.with_name(f"{top.name}.json").unlink(missing_ok=True)
 
 
+def has_own_commits(sb: Sandbox) -> bool:
+    """Whether the run committed on its branch (commits past ``base`` nobody else has)."""
+    if sb.kind != "worktree" or not sb.branch or not sb.base:
+        return False
+    repo = sb.source_top
+    if not (repo / ".git").exists() or not _has_branch(repo, sb.branch):
+        return False
+    done = run_git(repo, "rev-list", "--count", f"{sb.base}..refs/heads/{sb.branch}", ok=(0, 128))
+    return done.returncode == 0 and int(done.stdout.decode().strip() or 0) > 0
+
+
+def recorded_sandboxes(sandboxes_dir: Path) -> list[Sandbox]:
+    """Every complete sandbox under ``sandboxes_dir`` (by its record); damaged records are
+    left alone, with the sandbox next to them."""
+    found = []
+    for record in sorted(sandboxes_dir.glob("*.json")) if sandboxes_dir.is_dir() else []:
+        try:
+            sb = _read_record(record)
+        except KyrosError:
+            continue
+        if sb is not None and sb.top == record.with_suffix(""):
+            found.append(sb)
+    return found
+
+
 # --- making ---------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from kyros.core.app import Core
@@ -14,27 +14,33 @@ from kyros.errors import InvalidInput
 from kyros.protocol import (
     Applied,
     Approval,
+    Discarded,
     Run,
     RunCreate,
     RunList,
     RunReview,
 )
-from kyros.statuses import RunKind, RunStatus
+from kyros.statuses import RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 RunId = Annotated[str, Query(max_length=64)]
 
 
+#: A built-in kind or one a plugin added (the core says which exist: 400 listing them).
+Kind = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]*$")]
+
+
 @router.post("/{kind}", response_model=Run, status_code=201)
-async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
-    """Queue a run of ``kind``; it starts as soon as a worker is free."""
+async def create_run(kind: Kind, body: RunCreate, c: Annotated[Core, Depends(core)]) -> Run:
+    """Queue a run of ``kind``: a built-in one or one a plugin added (an unknown kind is
+    refused with 400, listing the kinds there are); it starts as soon as a worker is free."""
     params = body.model_dump(
         include={"plan_run", "target_run", "diff", "range", "until", "continue_run", "budget"},
         exclude_none=True,
     )
     run = await c.runs.create(
-        kind.value,
+        kind,
         body.goal,
         body.workspace,
         model=body.model,
@@ -50,7 +56,7 @@ async def create_run(kind: RunKind, body: RunCreate, c: Annotated[Core, Depends(
 async def list_runs(
     c: Annotated[Core, Depends(core)],
     status: RunStatus | None = None,
-    kind: RunKind | None = None,
+    kind: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     before: Annotated[
         str | None,
@@ -66,7 +72,7 @@ async def list_runs(
     rows = await c.runs.list_runs(
         limit=limit,
         status=status.value if status else None,
-        kind=kind.value if kind else None,
+        kind=kind or None,
         before=before,
     )
     return RunList(
@@ -115,8 +121,15 @@ async def apply_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Applied:
     """Bring an implement run's diff (a pipeline's latest) into the user's working tree.
 
     Refused (409) when a file it touches has uncommitted changes or the diff no longer applies;
-    nothing is changed then."""
-    return Applied.model_validate(await c.runs.apply(_check_id(run_id)))
+    nothing is changed then. Once applied, the run's worktree is removed (the diff stays)."""
+    return Applied.model_validate(await c.worktrees.apply(_check_id(run_id)))
+
+
+@router.post("/{run_id}/discard", response_model=Discarded)
+async def discard_run(run_id: str, c: Annotated[Core, Depends(core)]) -> Discarded:
+    """Throw away a finished run's change (a pipeline's, all its stages'): its worktree and
+    branch are removed, and it can no longer be applied (409 while the run is active)."""
+    return Discarded.model_validate(await c.worktrees.discard(_check_id(run_id)))
 
 
 @router.get("/{run_id}/review", response_model=RunReview)
