@@ -61,6 +61,9 @@ REPO_FORBIDDEN = frozenset(
         # The catalogue names servers and keys; budgets are the user's money.
         "models",
         "roles",
+        # A price of 0 (or free loopback) would lift every cap on a model.
+        "prices",
+        "free_loopback",
         "budget_run",
         "budget_agent",
         "budget_project",

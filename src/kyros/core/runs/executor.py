@@ -16,6 +16,7 @@ from kyros.core.ai.budget import BudgetExhausted
 from kyros.core.ai.catalogue import ROLE_OF_KIND
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
+from kyros.core.runs.lost_calls import record_lost_calls
 from kyros.core.runs.service import RunService
 from kyros.core.runs.spending import RunSpender, caps_for
 from kyros.core.runs.streaming import DeltaWriter
@@ -38,7 +39,9 @@ class RunExecutor:
         run = await self.runs.get(run_id)
         if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
             return {"skipped": f"run is {run['status']}"}  # at-least-once: a redelivery
-        if run["status"] != "running":
+        if run["status"] == "running":
+            await self._record_lost_calls(run, ctx)  # delivered again: the attempt before died
+        else:
             async with ctx.store.write() as conn:
                 started = await self.runs.transition(
                     conn, run_id, "running", "run.started", {"attempt": ctx.job.attempts}
@@ -65,6 +68,21 @@ class RunExecutor:
                 error=exc.message,
             )
             return {"status": "failed"}
+
+    async def _record_lost_calls(self, run: dict[str, Any], ctx: JobContext) -> None:
+        def provider_of(model: str) -> str | None:
+            try:
+                return self.runs.catalogue.resolve(model).provider
+            except KyrosError:
+                return None
+
+        async with ctx.store.write() as conn:
+            await ctx.fence(conn)
+            lost = await record_lost_calls(conn, run, ROLE_OF_KIND.get(run["kind"]), provider_of)
+        if lost:
+            log.warning(
+                "run %s: %d model call(s) lost with the daemon, now in the ledger", run["id"], lost
+            )
 
     async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
         """Do the run's work and end it with :meth:`finish` (or :meth:`pause`)."""
