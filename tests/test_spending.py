@@ -239,3 +239,75 @@ def test_a_loopback_server_is_free_by_default_and_calls_under_a_cap(
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(fake_openai.requests) == 1
     assert [(c["cost"], c["cost_source"]) for c in calls] == [(0.0, "configured")]
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["uncapped", "capped"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_call_in_flight_when_the_daemon_is_killed_is_in_the_ledger_as_lost(
+    backend: str, capped: bool, xdg: dict[str, str], workspace: Path, fake_openai: FakeOpenAI
+) -> None:
+    import signal
+    import time
+
+    # The server takes the request and holds its answer: the call is in flight when kill -9
+    # lands. Capped and priced, PostgreSQL also holds a pending reservation for it.
+    fake_openai.enqueue(Reply(text=json.dumps(VALID_PLAN), delay_first_chunk=120))
+    fake_openai.default = Reply(text=json.dumps(VALID_PLAN))
+    extra: dict[str, Any] = {}
+    if capped:
+        extra = {
+            "KYROS_BUDGET_DAY": "5",
+            "KYROS_PRICES": {UNPRICED: {"price_in": 1.0, "price_out": 2.0}},
+        }
+    with database(backend, xdg) as url:
+        env = kyros_env(xdg, KYROS_DATABASE_URL=url, **FAST_QUEUE)
+        first = _start(env, **extra)
+        try:
+            out = first.cli(
+                "run",
+                "plan",
+                "x",
+                "-w",
+                str(workspace),
+                "--model",
+                UNPRICED,
+                "--api-base",
+                fake_openai.url,
+                "--detach",
+            )
+            assert out.returncode == 0, out.stderr
+            run_id = out.stdout.strip()
+            deadline = time.monotonic() + 60
+            while not fake_openai.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(fake_openai.requests) == 1
+        finally:
+            first.stop(signal.SIGKILL)
+        second = _start(env, **extra)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                with second.client() as c:
+                    run = c.run(run_id)
+                if run["status"] not in ("queued", "running"):
+                    break
+                time.sleep(0.2)
+            calls = json.loads(second.cli("usage", "--calls", "--run", run_id, "--json").stdout)
+            report = json.loads(second.cli("usage", "--by", "outcome", "--json").stdout)
+        finally:
+            second.stop()
+    assert run["status"] == "succeeded", run
+    assert len(fake_openai.requests) == 2  # the lost call, then the resumed run's own
+    lost, ok = sorted(calls, key=lambda c: c["id"])
+    assert (lost["outcome"], lost["model"], lost["run_id"]) == ("lost", UNPRICED, run_id)
+    assert "daemon stopped" in lost["error"]
+    if capped and backend == "postgresql":
+        # Its reservation, settled at the worst case it held: an estimate from the request.
+        assert lost["cost"] > 0 and lost["cost_source"] is None
+    else:
+        assert (lost["cost"], lost["cost_source"]) == (None, "unknown")
+    assert ok["outcome"] == "ok"
+    groups = {g["key"]: g for g in report["groups"]}
+    assert groups["lost"]["calls"] == 1
