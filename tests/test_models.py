@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,6 +147,11 @@ def test_show_prints_each_price_and_where_it_comes_from(models_daemon: Daemon) -
             None,
         ),
     }
+    # Prices come with litellm's list, which a busy machine takes a while to load.
+    deadline = time.monotonic() + 120
+    with models_daemon.client() as c:
+        while c.ready()["checks"]["ai"]["detail"] != "loaded" and time.monotonic() < deadline:
+            time.sleep(0.2)
     for name, (source, detail, price_in, price_out) in cases.items():
         out = cli(models_daemon, "models", "show", name, "--json")
         assert out.returncode == 0, out.stderr
