@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,6 +130,44 @@ def test_show_one_model_also_by_litellm_id(models_daemon: Daemon, fake: FakeOpen
     missing = cli(models_daemon, "models", "show", "nosuch")
     assert missing.returncode == 2
     assert "no model named 'nosuch'" in missing.stderr
+
+
+@e2e
+def test_show_prints_each_price_and_where_it_comes_from(models_daemon: Daemon) -> None:
+    """A configured, a listed, a loopback and an unknown model: price and source, in text and
+    --json alike; the unknown one with the settings line that would price it."""
+    cases = {
+        "fast": ("configured", "[models.fast]", PRICE_IN, PRICE_OUT),
+        "openai/gpt-4.1-mini": ("listed", "litellm's price list", 0.4, 1.6),
+        "flaky": ("configured", "loopback api_base", 0.0, 0.0),
+        "openai/kyros-mystery-model": (
+            "unknown",
+            'prices."openai/kyros-mystery-model"',
+            None,
+            None,
+        ),
+    }
+    # Prices come with litellm's list, which a busy machine takes a while to load.
+    deadline = time.monotonic() + 120
+    with models_daemon.client() as c:
+        while c.ready()["checks"]["ai"]["detail"] != "loaded" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for name, (source, detail, price_in, price_out) in cases.items():
+        out = cli(models_daemon, "models", "show", name, "--json")
+        assert out.returncode == 0, out.stderr
+        entry = json.loads(out.stdout)
+        assert entry["price_source"] == source, entry
+        assert detail in entry["price_detail"], entry
+        assert (entry["price_in"], entry["price_out"]) == (price_in, price_out)
+        text = cli(models_daemon, "models", "show", name)
+        assert text.returncode == 0, text.stderr
+        line = next(ln for ln in text.stdout.splitlines() if ln.startswith("price_source"))
+        assert source in line and detail in line
+        price = next(ln for ln in text.stdout.splitlines() if ln.startswith("price_in"))
+        assert ("-" if price_in is None else f"${price_in:g}") in price
+    listing = by_name(json.loads(cli(models_daemon, "models", "list", "--json").stdout))
+    assert listing["fast"]["price_source"] == "configured"
+    assert listing["openai/gpt-4.1-mini"]["price_source"] == "listed"
 
 
 @e2e

@@ -462,8 +462,12 @@ class UsageGroup(BaseModel):
     tokens_in: int
     tokens_out: int
     cached_tokens: int
-    #: USD.
+    #: USD, of the calls whose cost is known.
     cost: float
+    #: Calls whose cost is unknown (no price known): not in ``cost``, never counted as 0.
+    unknown_cost_calls: int = 0
+    #: Calls per cost source: configured, reported, listed, unknown.
+    cost_sources: dict[str, int] = {}
     #: Mean latency of the successful calls, ms; null without any.
     latency_ms_avg: float | None = None
     #: Grouped by run: the stages whose calls a parent run's group includes.
@@ -495,8 +499,13 @@ class UsageCall(BaseModel):
     tokens_in: int
     tokens_out: int
     cached_tokens: int
-    cost: float
+    #: USD; null when unknown (no price known, or a call lost with the daemon).
+    cost: float | None = None
+    #: Where the cost came from: configured, reported, listed or unknown.
+    cost_source: str | None = None
     latency_ms: float | None = None
+    #: ``ok``, a failure class, ``pending`` (in flight), ``interrupted`` or ``lost`` (in flight
+    #: when its daemon died).
     outcome: str
     #: The role the call served (plan, implement, critic…), where recorded.
     role: str | None = None
@@ -539,9 +548,17 @@ class ModelEntry(BaseModel):
     key: str | None = None
     context_window: int | None = None
     max_output: int | None = None
-    #: USD per 1M tokens: the catalogue's override, else the provider's price list.
+    #: USD per 1M tokens, from ``price_source``; null when unknown.
     price_in: float | None = None
     price_out: float | None = None
+    price_cached: float | None = None
+    #: Where the price comes from: ``configured`` (settings, or a loopback server counted
+    #: free), ``listed`` (litellm's price list) or ``unknown``; a provider that reports each
+    #: call's cost overrides the price list call by call.
+    price_source: str | None = None
+    #: The price's origin in words (``[models.fast]``, ``litellm's price list``…) or, when
+    #: unknown, the settings line that would set it.
+    price_detail: str | None = None
     tools: bool | None = None
     vision: bool | None = None
     cooldown: ModelCooldown | None = None
@@ -574,8 +591,10 @@ class ModelTest(BaseModel):
     latency_ms: float | None = None
     tokens_in: int = 0
     tokens_out: int = 0
-    #: USD.
-    cost: float = 0.0
+    #: USD; null when no price is known for the model (see ``cost_source``).
+    cost: float | None = 0.0
+    #: Where the cost came from: configured, reported, listed or unknown.
+    cost_source: str | None = None
     #: The start of the answer.
     reply: str | None = None
     error: ModelTestError | None = None

@@ -66,6 +66,8 @@ class Reply:
     chunk_size: int = 8
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: A cost the provider reports in its usage (USD, as OpenRouter and some gateways do).
+    cost: float | None = None
     # Fault injection.
     status: int = 200
     body: dict[str, Any] | str | None = None  # error body; OpenAI's shape when None
@@ -396,7 +398,7 @@ def _head(status: int, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _usage(reply: Reply, request: dict[str, Any]) -> dict[str, int]:
+def _usage(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
     prompt = reply.prompt_tokens
     if prompt is None:
         prompt = max(1, len(json.dumps(request.get("messages", []))) // 4)
@@ -404,11 +406,14 @@ def _usage(reply: Reply, request: dict[str, Any]) -> dict[str, int]:
     if completion is None:
         args = "".join(c["name"] + c["arguments"] for c in reply.tool_calls or [])
         completion = max(1, (len(reply.text) + len(args)) // 4)
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    if reply.cost is not None:
+        usage["cost"] = reply.cost
+    return usage
 
 
 def _finish_reason(reply: Reply) -> str:

@@ -41,6 +41,14 @@ def _cooldown(value: dict[str, Any] | None) -> str:
     return "" if not value else f"{value['seconds']:.0f}s ({value['reason']})"
 
 
+def _price_source(entry: dict[str, Any]) -> str:
+    source = entry.get("price_source")
+    if source is None:
+        return "-"
+    detail = entry.get("price_detail")
+    return f"{source} ({detail})" if detail else source
+
+
 def _status(entry: dict[str, Any]) -> str:
     return "ok" if entry["available"] else f"unavailable: {entry.get('problem') or '?'}"
 
@@ -65,6 +73,7 @@ def list_models(json_out: JsonOpt = False) -> None:
         table.add_column(column, overflow="fold")
     for column in ("CONTEXT", "IN/1M", "OUT/1M"):
         table.add_column(column, justify="right")
+    table.add_column("PRICE FROM")
     table.add_column("COOLDOWN")
     for m in listing["models"]:
         table.add_row(
@@ -76,6 +85,7 @@ def list_models(json_out: JsonOpt = False) -> None:
             _count(m.get("context_window")),
             _per_million(m.get("price_in")),
             _per_million(m.get("price_out")),
+            m.get("price_source") or "-",
             _cooldown(m.get("cooldown")),
         )
     if not console.is_terminal:  # piped: a wide table beats folded cells
@@ -116,6 +126,8 @@ def show(name: NameArg, json_out: JsonOpt = False) -> None:
         "max_output": _count(entry.get("max_output")),
         "price_in": _per_million(entry.get("price_in")) + " per 1M tokens",
         "price_out": _per_million(entry.get("price_out")) + " per 1M tokens",
+        "price_cached": _per_million(entry.get("price_cached")) + " per 1M tokens",
+        "price_source": _price_source(entry),
         "tools": "-" if entry.get("tools") is None else str(entry["tools"]).lower(),
         "vision": "-" if entry.get("vision") is None else str(entry["vision"]).lower(),
         "cooldown": _cooldown(entry.get("cooldown")) or "-",
@@ -154,6 +166,8 @@ def _print_test(r: dict[str, Any]) -> None:
     typer.echo("result     ok")
     typer.echo(f"latency    {latency}")
     typer.echo(f"tokens     {r['tokens_in']:,} in, {r['tokens_out']:,} out")
-    typer.echo(f"cost       ${r['cost']:.6f}")
+    cost = "unknown (no price known)" if r.get("cost") is None else f"${r['cost']:.6f}"
+    source = f" ({r['cost_source']})" if r.get("cost_source") else ""
+    typer.echo(f"cost       {cost}{source}")
     reply = " ".join((r.get("reply") or "").split())  # one line, however the model spaced it
     typer.echo(f"reply      {reply or '(empty)'}")

@@ -53,8 +53,18 @@ def resolve_when(value: str | None, option: str, now: datetime | None = None) ->
     return aware.isoformat()
 
 
-def _money(value: float) -> str:
-    return f"${value:.4f}"
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
+def _group_cost(group: dict[str, Any]) -> str:
+    """Known costs summed; calls of unknown cost said apart, never added as $0."""
+    unknown = int(group.get("unknown_cost_calls") or 0)
+    if not unknown:
+        return _money(group["cost"])
+    if unknown >= group["calls"]:
+        return "unknown"
+    return f"{_money(group['cost'])} + unknown"
 
 
 def _count(value: int) -> str:
@@ -93,7 +103,10 @@ def _print_report(report: dict[str, Any]) -> None:
         title_justify="left",
     )
     table.add_column("DAY (UTC)" if by == "day" else by.upper())
-    for column in ("CALLS", "OK", "FAILED", "TOKENS IN", "TOKENS OUT", "CACHED", "COST"):
+    # Calls of unknown cost get their own column, shown only when there are any.
+    unpriced = bool(report["total"].get("unknown_cost_calls"))
+    columns = ("CALLS", "OK", "FAILED", "TOKENS IN", "TOKENS OUT", "CACHED", "COST")
+    for column in (*columns, "UNPRICED") if unpriced else columns:
         table.add_column(column, justify="right")
     table.add_column("AVG LATENCY", justify="right")
     # Grouped by outcome, the rows already are the outcomes.
@@ -110,7 +123,8 @@ def _print_report(report: dict[str, Any]) -> None:
             _count(group["tokens_in"]),
             _count(group["tokens_out"]),
             _count(group["cached_tokens"]),
-            _money(group["cost"]),
+            _group_cost(group),
+            *([_count(int(group.get("unknown_cost_calls") or 0))] if unpriced else []),
             _ms(group["latency_ms_avg"]),
         ]
         if breakdown:
@@ -122,6 +136,13 @@ def _print_report(report: dict[str, Any]) -> None:
     table.add_section()
     row(report["total"], "total", style="bold")
     console.print(table)
+    unknown = int(report["total"].get("unknown_cost_calls") or 0)
+    if unknown:
+        console.print(
+            f"{unknown} call(s) of unknown cost (UNPRICED): no price was known for their "
+            "model, so COST leaves them out. `kyros models show MODEL` says how to set one.",
+            soft_wrap=True,
+        )
 
 
 def _print_calls(calls: list[dict[str, Any]]) -> None:
@@ -139,6 +160,10 @@ def _print_calls(calls: list[dict[str, Any]]) -> None:
     table.add_column("OUTCOME")
     for column in ("IN", "OUT", "COST", "LATENCY"):
         table.add_column(column, justify="right")
+    # Rows written before kyros recorded where costs come from have none to show.
+    sources = any(call.get("cost_source") for call in calls)
+    if sources:
+        table.add_column("COST FROM")
     table.add_column("RUN")
     for call in calls:
         when = datetime.fromisoformat(call["created_at"]).astimezone(UTC)
@@ -150,6 +175,7 @@ def _print_calls(calls: list[dict[str, Any]]) -> None:
             _count(call["tokens_out"]),
             _money(call["cost"]),
             _ms(call["latency_ms"]),
+            *([call.get("cost_source") or "-"] if sources else []),
             call.get("run_id") or "",
         )
     console.print(table)

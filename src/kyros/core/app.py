@@ -409,6 +409,23 @@ class Core:
                     entry["cooldown"] = resting.get(deployment)
         return entries
 
+    async def model(self, name: str) -> dict[str, Any]:
+        """One model (`kyros models show`): a catalogue entry, or any ``provider/model`` id,
+        with its price and where the price comes from. ``NotFound`` for a name kyros could
+        not call (a typo of an alias)."""
+        await self.catalogue.refresh()
+        backend = await self._backend_or_none()
+        if not probe.known_name(self.catalogue, backend, name):
+            raise NotFound(f"no model named {name!r} in the catalogue: see `kyros models list`")
+        info = backend.model_info if backend is not None else None
+        entry = await asyncio.to_thread(self.catalogue.entry, name, info)
+        entry["cooldown"] = None
+        if entry.get("available"):
+            with contextlib.suppress(KyrosError):
+                deployment = self.catalogue.resolve(name).deployment
+                entry["cooldown"] = self.router.cooldowns.snapshot().get(deployment)
+        return entry
+
     def model_roles(self) -> dict[str, list[str]]:
         """Per role, the names its calls try in order: its model, then its fallbacks."""
         table: dict[str, list[str]] = {}

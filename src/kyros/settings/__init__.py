@@ -67,6 +67,9 @@ REPO_FORBIDDEN = frozenset(
         "models",
         "roles",
         "critic_other_vendor",
+        # A price of 0 (or free loopback) would lift every cap on a model.
+        "prices",
+        "free_loopback",
         "budget_run",
         "budget_agent",
         "budget_project",

@@ -64,6 +64,19 @@ class ModelSpec(BaseModel):
         return not_a_key(value, MODEL_WANTED) or value
 
 
+class PriceSpec(BaseModel):
+    """A price set by hand (``[prices."ID-OR-URL"]``): for a model id or alias, or for every
+    model behind one ``api_base``. USD per 1M tokens; ``0`` declares a free server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    price_in: float = Field(ge=0, description="USD per 1M input tokens.")
+    price_out: float = Field(ge=0, description="USD per 1M output tokens.")
+    price_cached: float | None = Field(
+        default=None, ge=0, description="USD per 1M cached input tokens (default: price_in)."
+    )
+
+
 class RoleSpec(BaseModel):
     """Which model a role (plan, implement, critic, summarize) uses, and what it falls back to."""
 
@@ -108,6 +121,16 @@ class Settings(BaseModel):
     )
     models: dict[str, ModelSpec] = Field(
         default_factory=dict, description="Model catalogue: alias -> [models.ALIAS] table."
+    )
+    prices: dict[str, PriceSpec] = Field(
+        default_factory=dict,
+        description="Prices set by hand, keyed by model (alias or litellm id) or by api_base "
+        'URL: prices."openai/x" = { price_in = 0.5, price_out = 1.5 } (USD per 1M tokens).',
+    )
+    free_loopback: bool = Field(
+        default=True,
+        description="Models on a loopback api_base (127.0.0.0/8, ::1, localhost) whose price "
+        "is otherwise unknown count as free (a local server); false: unknown.",
     )
     roles: dict[str, RoleSpec] = Field(
         default_factory=dict,
@@ -311,7 +334,7 @@ def _coerce_env(key: str, raw: str) -> Any:
     annotation = Settings.model_fields[key].annotation
     if annotation == list[str]:
         return [item.strip() for item in raw.split(",") if item.strip()]
-    if key in ("models", "roles"):
+    if key in ("models", "roles", "prices"):
         try:
             return json.loads(raw)  # tables in the environment: KYROS_MODELS='{"fast": {...}}'
         except json.JSONDecodeError as exc:

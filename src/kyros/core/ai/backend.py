@@ -49,19 +49,29 @@ class ToolCall:
         }
 
 
+#: Where a call's cost came from (the ledger's ``cost_source``): a price set in settings, a
+#: cost the provider reported in its answer, litellm's price list, or nowhere (cost unknown).
+CONFIGURED, REPORTED, LISTED, UNKNOWN = "configured", "reported", "listed", "unknown"
+COST_SOURCES = (CONFIGURED, REPORTED, LISTED, UNKNOWN)
+
+
 @dataclass(frozen=True)
 class Completion:
-    """What a finished call returned, with its cost."""
+    """What a finished call returned, with its cost: None when no price is known for it."""
 
     text: str
     model: str
     tokens_in: int
     tokens_out: int
     cached_tokens: int
-    cost: float
+    cost: float | None
     latency_ms: float
     finish_reason: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    #: One of :data:`COST_SOURCES`.
+    cost_source: str = UNKNOWN
+    #: The cost the provider reported in its usage (USD), when it did.
+    reported_cost: float | None = None
 
     def assistant_message(self) -> dict[str, Any]:
         """This answer as the assistant message that continues the conversation."""

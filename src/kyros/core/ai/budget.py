@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kyros.core.ai.backend import Completion, ModelInfo
+from kyros.core.ai.backend import CONFIGURED, LISTED, REPORTED, UNKNOWN, Completion, ModelInfo
 from kyros.core.ai.models import ResolvedModel
 from kyros.errors import KyrosError
 
@@ -31,30 +31,63 @@ class BudgetExhausted(KyrosError):
     code = "budget_exhausted"
 
 
+class PriceUnknown(BudgetExhausted):
+    """A budget applies to a call whose model has no known price: its worst case cannot be
+    bounded, so the call was not made (the run ends as an exhausted budget does)."""
+
+    code = "price_unknown"
+
+
+#: ``Prices.source`` of a loopback server counted free by default (recorded as configured:
+#: the ``free_loopback`` setting says so).
+LOOPBACK = "loopback"
+
+
 @dataclass(frozen=True)
 class Prices:
-    """USD per token; None where nothing is known (then the model counts as free)."""
+    """USD per token, and where they come from: ``configured``, ``listed``, ``loopback`` or
+    ``unknown`` (then ``input`` and ``output`` are None)."""
 
     input: float | None
     output: float | None
     cached: float | None
+    source: str = UNKNOWN
+    #: In words: ``[models.fast]``, ``litellm's price list``, ``loopback api_base``.
+    where: str | None = None
 
     @property
     def known(self) -> bool:
-        return self.input is not None or self.output is not None
+        return self.input is not None and self.output is not None
 
 
 def prices_of(model: ResolvedModel, info: ModelInfo) -> Prices:
-    """Catalogue overrides (per million) first, then the provider's price list."""
+    """A price set in settings (per million) first, then the provider's price list, then free
+    for a loopback server, else unknown. A price set in settings for only one direction takes
+    the other from the price list; without one there, the price is unknown."""
 
     def pick(override: float | None, listed: float | None) -> float | None:
         return override / PER_MILLION if override is not None else listed
 
-    price_in = pick(model.price_in, info.price_in)
-    cached = pick(model.price_cached, info.price_cached)
-    return Prices(
-        price_in, pick(model.price_out, info.price_out), cached if cached is not None else price_in
-    )
+    if model.is_demo:
+        return Prices(0.0, 0.0, 0.0, CONFIGURED, "built in: scripted replies, no provider")
+    if model.price_in is not None or model.price_out is not None:
+        price_in = pick(model.price_in, info.price_in)
+        price_out = pick(model.price_out, info.price_out)
+        if price_in is not None and price_out is not None:
+            cached = pick(model.price_cached, info.price_cached)
+            return Prices(
+                price_in,
+                price_out,
+                cached if cached is not None else price_in,
+                CONFIGURED,
+                model.price_from or "settings",
+            )
+    if info.price_in is not None and info.price_out is not None:
+        cached = info.price_cached if info.price_cached is not None else info.price_in
+        return Prices(info.price_in, info.price_out, cached, LISTED, "litellm's price list")
+    if model.free_loopback:
+        return Prices(0.0, 0.0, 0.0, LOOPBACK, "free: a loopback api_base (free_loopback)")
+    return Prices(None, None, None)
 
 
 def max_output(model: ResolvedModel, info: ModelInfo) -> int:
@@ -75,20 +108,34 @@ def prompt_tokens_bound(messages: list[dict[str, Any]], tools: list[dict[str, An
     return math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(messages)
 
 
-def worst_case(prices: Prices, prompt_tokens: int, output_tokens: int) -> float:
-    """The most a call with this prompt and output limit can cost."""
-    return prompt_tokens * (prices.input or 0.0) + output_tokens * (prices.output or 0.0)
+def worst_case(prices: Prices, prompt_tokens: int, output_tokens: int) -> float | None:
+    """The most a call with this prompt and output limit can cost; None when the price is
+    unknown (nothing bounds it)."""
+    if prices.input is None or prices.output is None:
+        return None
+    return prompt_tokens * prices.input + output_tokens * prices.output
 
 
 def priced(completion: Completion, model: ResolvedModel, prices: Prices) -> Completion:
-    """``completion`` with its cost from the catalogue's prices when the catalogue sets any
-    (a local or private deployment the provider's price list cannot know)."""
-    if model.price_in is None and model.price_out is None:
-        return completion
-    fresh = max(0, completion.tokens_in - completion.cached_tokens)
-    cost = (
-        fresh * (prices.input or 0.0)
-        + completion.cached_tokens * (prices.cached or 0.0)
-        + completion.tokens_out * (prices.output or 0.0)
-    )
-    return replace(completion, cost=cost)
+    """``completion`` with its cost and where it came from, in order: a price set in settings,
+    the cost the provider reported, the price list, free for a loopback server, else unknown
+    (None, never 0)."""
+    if prices.source == CONFIGURED or (prices.known and completion.reported_cost is None):
+        assert prices.input is not None and prices.output is not None
+        fresh = max(0, completion.tokens_in - completion.cached_tokens)
+        cached = prices.cached if prices.cached is not None else prices.input
+        cost = (
+            fresh * prices.input
+            + completion.cached_tokens * cached
+            + completion.tokens_out * prices.output
+        )
+        source = LISTED if prices.source == LISTED else CONFIGURED
+        return replace(completion, cost=cost, cost_source=source)
+    if completion.reported_cost is not None:
+        return replace(completion, cost=completion.reported_cost, cost_source=REPORTED)
+    return replace(completion, cost=None, cost_source=UNKNOWN)
+
+
+def ledger_source(prices: Prices) -> str:
+    """The ledger's provenance word for a price known before the call."""
+    return CONFIGURED if prices.source == LOOPBACK else prices.source

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kyros.core.ai.backend import ModelInfo
+from kyros.core.ai.budget import ledger_source, prices_of
 from kyros.core.ai.demo import DEMO_MODEL
 from kyros.core.ai.models import (
     AUTODETECT,
@@ -21,6 +22,7 @@ from kyros.core.ai.models import (
     family,
     resolve_model,
 )
+from kyros.core.ai.pricing import setting_line, with_prices
 from kyros.errors import KyrosError, ModelNotConfigured
 from kyros.settings import ROLES
 from kyros.settings.model import ModelSpec, Settings
@@ -72,8 +74,10 @@ class Catalogue:
         name = requested or self.role_model(role)
         spec = self.settings.models.get(name or "")
         if spec is not None and name is not None:
-            return self._from_spec(name, spec, api_base)
-        return resolve_model(name, api_base or self.settings.api_base, self.keys())
+            resolved = self._from_spec(name, spec, api_base)
+        else:
+            resolved = resolve_model(name, api_base or self.settings.api_base, self.keys())
+        return with_prices(resolved, self.settings)
 
     def _from_spec(self, alias: str, spec: ModelSpec, api_base: str | None) -> ResolvedModel:
         base = api_base or spec.api_base
@@ -100,6 +104,7 @@ class Catalogue:
             price_in=spec.price_in,
             price_out=spec.price_out,
             price_cached=spec.price_cached,
+            aliased=True,
         )
 
     def chain(self, role: str | None, primary: ResolvedModel) -> list[ResolvedModel]:
@@ -151,30 +156,7 @@ class Catalogue:
             if name in seen:
                 return
             seen.add(name)
-            entry: dict[str, Any] = {"name": name, "source": source, "roles": roles.get(name, [])}
-            try:
-                resolved = self.resolve(name)
-            except KyrosError as exc:
-                spec = self.settings.models.get(name)
-                entry.update(
-                    model=spec.model if spec else name,
-                    provider=family(spec.model if spec else name),
-                    api_base=spec.api_base if spec else None,
-                    available=False,
-                    problem=exc.message.splitlines()[0],
-                )
-                out.append(entry)
-                return
-            entry.update(
-                model=resolved.litellm_model if not resolved.is_demo else DEMO_MODEL,
-                provider=resolved.provider,
-                api_base=resolved.api_base,
-                available=True,
-                problem=None,
-                key=self._key_source(resolved, keys),
-            )
-            entry.update(self._limits(name, resolved, info))
-            out.append(entry)
+            out.append(self._entry(name, source, info, keys, roles.get(name, [])))
 
         for alias in self.settings.models:
             add(alias, "config [models]")
@@ -190,6 +172,46 @@ class Catalogue:
                 add(candidate, f"detected from {env_name}")
         add(DEMO_MODEL, "built in (scripted replies, no provider)")
         return out
+
+    def entry(self, name: str, info: Callable[[str], ModelInfo] | None = None) -> dict[str, Any]:
+        """One model by name, as :meth:`entries` lists it; a litellm id outside the catalogue
+        too (``source`` says so), so its price and where it comes from can be looked up."""
+        for listed in self.entries(info):
+            if listed["name"] == name:
+                return listed
+        return self._entry(name, "named (not in the catalogue)", info, self.keys(), [])
+
+    def _entry(
+        self,
+        name: str,
+        source: str,
+        info: Callable[[str], ModelInfo] | None,
+        keys: dict[str, str],
+        roles: list[str],
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": name, "source": source, "roles": roles}
+        try:
+            resolved = self.resolve(name)
+        except KyrosError as exc:
+            spec = self.settings.models.get(name)
+            entry.update(
+                model=spec.model if spec else name,
+                provider=family(spec.model if spec else name),
+                api_base=spec.api_base if spec else None,
+                available=False,
+                problem=exc.message.splitlines()[0],
+            )
+            return entry
+        entry.update(
+            model=resolved.litellm_model if not resolved.is_demo else DEMO_MODEL,
+            provider=resolved.provider,
+            api_base=resolved.api_base,
+            available=True,
+            problem=None,
+            key=self._key_source(resolved, keys),
+        )
+        entry.update(self._limits(name, resolved, info))
+        return entry
 
     def _roles_by_model(self) -> dict[str, list[str]]:
         by: dict[str, list[str]] = {}
@@ -216,17 +238,19 @@ class Catalogue:
         name: str, resolved: ResolvedModel, info: Callable[[str], ModelInfo] | None
     ) -> dict[str, Any]:
         known = info(resolved.litellm_model) if info and not resolved.is_demo else ModelInfo()
+        prices = prices_of(resolved, known)
 
-        def per_million(override: float | None, per_token: float | None) -> float | None:
-            if override is not None:
-                return override
+        def per_million(per_token: float | None) -> float | None:
             return round(per_token * PER_MILLION, 6) if per_token is not None else None
 
         return {
             "context_window": resolved.context_window or known.context_window,
             "max_output": resolved.max_output or known.max_output,
-            "price_in": per_million(resolved.price_in, known.price_in),
-            "price_out": per_million(resolved.price_out, known.price_out),
+            "price_in": per_million(prices.input),
+            "price_out": per_million(prices.output),
+            "price_cached": per_million(prices.cached),
+            "price_source": ledger_source(prices),
+            "price_detail": prices.where if prices.known else f"set it: {setting_line(resolved)}",
             "tools": known.tools,
             "vision": known.vision,
         }

@@ -28,6 +28,9 @@ from litellm.llms.custom_llm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk
 
 from kyros.core.ai.backend import (
+    LISTED,
+    REPORTED,
+    UNKNOWN,
     ChatRequest,
     Completion,
     ModelInfo,
@@ -376,13 +379,25 @@ class LiteLLMBackend:
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) or max(1, len(text) // 4)
         details = getattr(usage, "prompt_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0) if details else 0
+        reported = _reported_cost(usage)
+        cost = (
+            reported
+            if reported is not None
+            else self._cost(request.model, tokens_in, tokens_out, cached)
+        )
         return Completion(
             text=text,
             model=request.model,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cached_tokens=cached,
-            cost=self._cost(request.model, tokens_in, tokens_out, cached),
+            cost=cost,
+            cost_source=REPORTED
+            if reported is not None
+            else LISTED
+            if cost is not None
+            else UNKNOWN,
+            reported_cost=reported,
             latency_ms=(time.perf_counter() - started) * 1000,
             finish_reason=finish,
             tool_calls=tuple(
@@ -398,15 +413,25 @@ class LiteLLMBackend:
             session, _SESSION = _SESSION[1], None
             await session.close()
 
-    def _cost(self, model: str, tokens_in: int, tokens_out: int, cached: int) -> float:
+    def _cost(self, model: str, tokens_in: int, tokens_out: int, cached: int) -> float | None:
         # From the price list's per-token prices (litellm caches the lookup): its
-        # cost_per_token walks the whole price map on every call (~0.3 ms). Unknown model (a
-        # local server): no price, so no cost.
+        # cost_per_token walks the whole price map on every call (~0.3 ms). A model the list
+        # does not price has an unknown cost (None), never a cost of 0.
         info = self.model_info(model)
-        price_in = info.price_in or 0.0
-        price_cached = info.price_cached if info.price_cached is not None else price_in
+        if info.price_in is None or info.price_out is None:
+            return None
+        price_cached = info.price_cached if info.price_cached is not None else info.price_in
         fresh = max(0, tokens_in - cached)
-        return fresh * price_in + cached * price_cached + tokens_out * (info.price_out or 0.0)
+        return fresh * info.price_in + cached * price_cached + tokens_out * info.price_out
+
+
+def _reported_cost(usage: Any) -> float | None:
+    """The cost a provider put in its usage (OpenRouter and some gateways report ``cost`` in
+    USD); None when it reported none."""
+    value = getattr(usage, "cost", None) if usage is not None else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
 
 
 class _Watch:

@@ -41,10 +41,16 @@ class ResolvedModel:
     #: The catalogue entry's overrides, when the model came from ``[models.ALIAS]``.
     context_window: int | None = None
     max_output: int | None = None
-    #: USD per 1M tokens.
+    #: USD per 1M tokens, set in settings (``[models.ALIAS]`` or ``[prices.…]``).
     price_in: float | None = None
     price_out: float | None = None
     price_cached: float | None = None
+    #: The settings entry those prices come from (``[models.fast]``, ``prices."URL"``).
+    price_from: str | None = None
+    #: Whether, with no other price known, the model counts as free (a loopback server).
+    free_loopback: bool = False
+    #: Whether ``name`` is a catalogue alias (``[models.NAME]``) rather than a model id.
+    aliased: bool = False
 
     @property
     def is_demo(self) -> bool:

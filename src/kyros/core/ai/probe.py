@@ -42,7 +42,7 @@ class LedgerSpender:
     def __init__(self, store: Store, role: str, redact: Redactor) -> None:
         self.store, self.role, self.redact = store, role, redact
 
-    async def reserve(self, model: ResolvedModel, worst: float) -> object:
+    async def reserve(self, model: ResolvedModel, worst: float | None) -> object:
         return None
 
     async def settle(
@@ -126,6 +126,7 @@ async def test_model(
         "tokens_in": 0,
         "tokens_out": 0,
         "cost": 0.0,
+        "cost_source": None,
         "reply": None,
         "error": None,
     }
@@ -147,6 +148,7 @@ async def test_model(
         tokens_in=completion.tokens_in,
         tokens_out=completion.tokens_out,
         cost=completion.cost,
+        cost_source=completion.cost_source,
         reply=completion.text[:REPLY_CHARS],
     )
     return result

@@ -88,8 +88,9 @@ class Spender(Protocol):
         """Whether any budget applies (then output is limited so the worst case holds)."""
         ...
 
-    async def reserve(self, model: ResolvedModel, worst: float) -> object:
-        """Hold ``worst`` USD for a call to ``model``; raises ``BudgetExhausted`` past a cap."""
+    async def reserve(self, model: ResolvedModel, worst: float | None) -> object:
+        """Hold ``worst`` USD for a call to ``model``; raises ``BudgetExhausted`` past a cap,
+        ``PriceUnknown`` (``worst`` None: the price is unknown) under any cap."""
         ...
 
     async def settle(

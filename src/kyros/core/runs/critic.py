@@ -193,6 +193,12 @@ class CriticExecutor(RunExecutor):
         ]
         problem = ""
         for attempt in (1, 2):
+            # Also marks the call's start in the event log (see kyros.core.runs.lost_calls).
+            await self.runs.emit(
+                run["id"],
+                "progress",
+                {"phase": "model", "model": resolved.name, "attempt": attempt},
+            )
             completion = await self.call_model(run, resolved, backend, messages, attempt=attempt)
             try:
                 return parse_verdict(completion.text), resolved

@@ -18,6 +18,7 @@ from kyros.core.ai.choice import server_of
 from kyros.core.ai.models import ResolvedModel
 from kyros.core.jobs.handlers import JobContext
 from kyros.core.runs import memory
+from kyros.core.runs.lost_calls import record_lost_calls
 from kyros.core.runs.service import RunService
 from kyros.core.runs.spending import RunSpender, caps_for
 from kyros.core.runs.streaming import DeltaWriter
@@ -49,12 +50,14 @@ class RunExecutor:
                 )
             self.runs.bus.publish([started])
             run["status"] = "running"
-        elif ctx.job.attempts > 1:
-            # The same job again: an earlier attempt was lost (reaped) or released (the
-            # daemon stopped). The run goes on from what its events and outputs hold.
-            await self.runs.emit(
-                run_id, "run.retried", {"attempt": ctx.job.attempts, "job_id": ctx.job.id}
-            )
+        else:
+            await self._record_lost_calls(run, ctx)  # delivered again: the attempt before died
+            if ctx.job.attempts > 1:
+                # The same job again: an earlier attempt was lost (reaped) or released (the
+                # daemon stopped). The run goes on from what its events and outputs hold.
+                await self.runs.emit(
+                    run_id, "run.retried", {"attempt": ctx.job.attempts, "job_id": ctx.job.id}
+                )
         try:
             return await self.execute(run, ctx)
         except BudgetExhausted as exc:
@@ -72,6 +75,21 @@ class RunExecutor:
                 data["attempts"] = exc.detail["attempts"]  # what a model call tried, in order
             await self.finish(ctx, run, "failed", data, error=exc.message)
             return {"status": "failed"}
+
+    async def _record_lost_calls(self, run: dict[str, Any], ctx: JobContext) -> None:
+        def provider_of(model: str) -> str | None:
+            try:
+                return self.runs.catalogue.resolve(model).provider
+            except KyrosError:
+                return None
+
+        async with ctx.store.write() as conn:
+            await ctx.fence(conn)
+            lost = await record_lost_calls(conn, run, ROLE_OF_KIND.get(run["kind"]), provider_of)
+        if lost:
+            log.warning(
+                "run %s: %d model call(s) lost with the daemon, now in the ledger", run["id"], lost
+            )
 
     async def execute(self, run: dict[str, Any], ctx: JobContext) -> Any:
         """Do the run's work and end it with :meth:`finish` (or :meth:`pause`)."""

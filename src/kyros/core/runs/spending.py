@@ -15,8 +15,9 @@ from datetime import date
 from typing import Any
 
 from kyros.core.ai.backend import Completion
-from kyros.core.ai.budget import BudgetExhausted
+from kyros.core.ai.budget import BudgetExhausted, PriceUnknown
 from kyros.core.ai.models import ResolvedModel
+from kyros.core.ai.pricing import setting_line
 from kyros.core.store import ledger
 from kyros.core.store.engine import Store
 from kyros.core.store.ledger import Cap, Refusal
@@ -128,9 +129,24 @@ class RunSpender:
             "role": self.role,
         }
 
-    async def reserve(self, model: ResolvedModel, worst: float) -> object:
+    async def reserve(self, model: ResolvedModel, worst: float | None) -> object:
         if not self.caps:
             return None
+        if worst is None:
+            # Nothing bounds what the call could cost, so no cap could hold: refused before
+            # a byte is sent, as a call past a cap is.
+            cap = self.caps[0]
+            raise PriceUnknown(
+                f"stopped before a call to {model.name} ({model.litellm_model}): its price is "
+                f"unknown and {cap.describe()} applies, so the call could not be bounded. "
+                f"Set its price: {setting_line(model)}",
+                detail={
+                    "scope": cap.scope,
+                    "limit": cap.limit,
+                    "model": model.name,
+                    "setting": setting_line(model),
+                },
+            )
         if self.book is not None:
             held: int | Refusal | Held = await self.book.reserve(self.store, self.caps, worst)
         else:
@@ -172,8 +188,8 @@ class RunSpender:
                     for run_id in (self.run["id"], self.run.get("parent_id")):
                         if run_id:
                             await ledger.add_run_totals(
-                                conn, run_id, c.tokens_in, c.tokens_out, c.cost
+                                conn, run_id, c.tokens_in, c.tokens_out, c.cost or 0.0
                             )
         finally:
             if isinstance(ticket, Held) and self.book is not None:
-                self.book.settle(ticket, values["cost"])
+                self.book.settle(ticket, values["cost"] or 0.0)

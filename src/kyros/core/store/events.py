@@ -43,3 +43,16 @@ async def after(conn: Conn, run_id: str, after_seq: int, limit: int = 1000) -> l
     """Events of ``run_id`` with ``seq > after_seq``, in order."""
     rows = await conn.execute(_AFTER, {"e_run": run_id, "e_after": after_seq, "e_limit": limit})
     return [row_dict(r) for r in rows]
+
+
+async def latest_of(
+    conn: Conn, run_id: str, types: tuple[str, ...], limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest events of ``run_id`` among ``types``, newest first, at most ``limit``."""
+    rows = await conn.execute(
+        select(events.c.seq, events.c.type, events.c.data, events.c.created_at)
+        .where(events.c.run_id == run_id, events.c.type.in_(types))
+        .order_by(events.c.seq.desc())
+        .limit(limit)
+    )
+    return [row_dict(r) for r in rows]

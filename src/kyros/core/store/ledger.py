@@ -60,7 +60,8 @@ def _where(cap: Cap, since: datetime) -> Any:
 async def spent(conn: Conn, cap: Cap, now: datetime | None = None) -> float:
     """What ``cap`` has spent or holds for calls in flight."""
     since = day_start(now or utcnow())
-    total = func.coalesce(func.sum(usage.c.cost + usage.c.reserved), 0.0)
+    # An unknown cost (NULL: a call made without any cap) cannot be counted: it adds 0 here.
+    total = func.coalesce(func.sum(func.coalesce(usage.c.cost, 0.0) + usage.c.reserved), 0.0)
     result = await conn.execute(select(total).where(_where(cap, since)))
     return float(result.scalar() or 0.0)
 
@@ -105,6 +106,7 @@ CALL_COLUMNS = (
     "tokens_out",
     "cached_tokens",
     "cost",
+    "cost_source",
     "latency_ms",
     "outcome",
     "error",
@@ -137,7 +139,9 @@ def attempt_values(completion: Any, outcome: str, error: str | None) -> dict[str
         "tokens_in": c.tokens_in if c else 0,
         "tokens_out": c.tokens_out if c else 0,
         "cached_tokens": c.cached_tokens if c else 0,
+        # A failed attempt returned nothing to count: 0, from no source.
         "cost": c.cost if c else 0.0,
+        "cost_source": c.cost_source if c else None,
         "latency_ms": c.latency_ms if c else None,
         "outcome": outcome,
         "error": error[:ERROR_CHARS] if error else None,
@@ -183,3 +187,43 @@ async def release_stale(conn: Conn, older_than: timedelta) -> int:
         .values(outcome="interrupted", cost=usage.c.reserved, reserved=0.0)
     )
     return int(result.rowcount or 0)
+
+
+#: Outcome of a call that was in flight when its daemon died (found when the run resumes).
+LOST = "lost"
+LOST_ERROR = "the daemon stopped during this call; what the provider billed is not known"
+
+
+async def lose_pending(conn: Conn, run_id: str) -> int:
+    """Settle the run's reservations left by its dead attempt as ``lost``, at their worst case
+    (an estimate from the request: the provider may have billed up to that)."""
+    result = await conn.execute(
+        update(usage)
+        .where(usage.c.run_id == run_id, usage.c.outcome == "pending")
+        .values(outcome=LOST, cost=usage.c.reserved, reserved=0.0, error=LOST_ERROR)
+    )
+    return int(result.rowcount or 0)
+
+
+async def settled_since(conn: Conn, run_id: str, since: datetime) -> bool:
+    """Whether the run has a ledger row written at or after ``since``."""
+    result = await conn.execute(
+        select(usage.c.id).where(usage.c.run_id == run_id, usage.c.created_at >= since).limit(1)
+    )
+    return result.first() is not None
+
+
+async def record_lost(conn: Conn, **tags: Any) -> None:
+    """A call lost with its daemon: tokens and cost unknown (NULL, not 0)."""
+    await record(
+        conn,
+        **tags,
+        tokens_in=0,
+        tokens_out=0,
+        cached_tokens=0,
+        cost=None,
+        cost_source="unknown",
+        latency_ms=None,
+        outcome=LOST,
+        error=LOST_ERROR,
+    )

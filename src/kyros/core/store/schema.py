@@ -226,7 +226,8 @@ usage = Table(
     Column("tokens_in", BigInteger, nullable=False, default=0),
     Column("tokens_out", BigInteger, nullable=False, default=0),
     Column("cached_tokens", BigInteger, nullable=False, default=0),
-    Column("cost", Float, nullable=False, default=0.0),
+    #: USD; NULL when unknown (no price known for the model, or the call was lost).
+    Column("cost", Float),
     Column("latency_ms", Float),
     Column("outcome", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -234,6 +235,8 @@ usage = Table(
     Column("reserved", Float, nullable=False, default=0.0, server_default="0"),
     Column("role", String(32)),
     Column("error", Text),
+    #: Where ``cost`` came from: configured, reported, listed or unknown (NULL: not recorded).
+    Column("cost_source", String(16)),
     Index(None, "run_id"),
     Index(None, "created_at"),
     Index(None, "agent", "created_at"),

@@ -87,6 +87,8 @@ def _empty_group(key: str | None) -> dict[str, Any]:
         "tokens_out": 0,
         "cached_tokens": 0,
         "cost": 0.0,
+        "unknown_cost_calls": 0,
+        "cost_sources": {},
         "latency_ms_avg": None,
         # Running sums for the average; dropped before returning.
         "_latency_sum": 0.0,
@@ -97,6 +99,11 @@ def _empty_group(key: str | None) -> dict[str, Any]:
 def _add(group: dict[str, Any], outcome: str, part: dict[str, Any]) -> None:
     calls = int(part["calls"])
     group["calls"] += calls
+    source = part["cost_source"]
+    if source is not None:
+        group["cost_sources"][source] = group["cost_sources"].get(source, 0) + calls
+    # SUM skips NULL: an unknown cost is counted apart, never as 0.
+    group["unknown_cost_calls"] += int(part["unknown_cost_calls"] or 0)
     group["outcomes"][outcome] = group["outcomes"].get(outcome, 0) + calls
     if outcome == OK:
         group["ok"] += calls
@@ -117,6 +124,7 @@ def _finish(group: dict[str, Any]) -> dict[str, Any]:
     total = group.pop("_latency_sum")
     group["latency_ms_avg"] = total / n if n else None
     group["outcomes"] = dict(sorted(group["outcomes"].items()))
+    group["cost_sources"] = dict(sorted(group["cost_sources"].items()))
     return group
 
 
@@ -133,7 +141,9 @@ async def summarize(
 
     Each group has its ``key`` (None where the column is empty, e.g. a call without an agent),
     ``calls``, ``ok``, ``failed`` (neither ok nor pending), ``outcomes`` (outcome → calls),
-    token and cost sums and ``latency_ms_avg`` over successful calls. Groups come most
+    token sums, ``cost`` (of the calls whose cost is known), ``unknown_cost_calls`` (whose
+    cost is not), ``cost_sources`` (source → calls) and ``latency_ms_avg`` over successful
+    calls. Groups come most
     expensive first (then by key); days come in calendar order. ``total`` sums every group.
     """
     key = _key_column(by).label("key")
@@ -141,7 +151,9 @@ async def summarize(
         select(
             key,
             usage.c.outcome,
+            usage.c.cost_source,
             func.count().label("calls"),
+            (func.count() - func.count(usage.c.cost)).label("unknown_cost_calls"),
             func.sum(usage.c.tokens_in).label("tokens_in"),
             func.sum(usage.c.tokens_out).label("tokens_out"),
             func.sum(usage.c.cached_tokens).label("cached_tokens"),
@@ -152,7 +164,7 @@ async def summarize(
         since=since,
         until=until,
         run_id=run_id,
-    ).group_by(key, usage.c.outcome)
+    ).group_by(key, usage.c.outcome, usage.c.cost_source)
     groups: dict[str | None, dict[str, Any]] = {}
     total = _empty_group("total")
     for row in await conn.execute(query):

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Path
 
 from kyros.core.app import Core
 from kyros.daemon.routes.deps import core
-from kyros.errors import NotFound
 from kyros.protocol import MAX_NAME_CHARS, ModelEntry, ModelList, ModelTest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -46,8 +45,6 @@ async def test_model(name: ModelName, c: Annotated[Core, Depends(core)]) -> Mode
 
 @router.get("/{name:path}", response_model=ModelEntry)
 async def get_model(name: ModelName, c: Annotated[Core, Depends(core)]) -> ModelEntry:
-    """One model of the list, by name."""
-    for entry in await c.models():
-        if entry["name"] == name:
-            return ModelEntry.model_validate(entry)
-    raise NotFound(f"no model named {name!r} in the catalogue: see `kyros models list`")
+    """One model of the list by name, or any ``provider/model`` id, with its price and where
+    the price comes from (``price_source``). 404 for a name kyros could not call."""
+    return ModelEntry.model_validate(await c.model(name))
