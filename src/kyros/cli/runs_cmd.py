@@ -85,6 +85,9 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
         typer.echo(f"  review {a['verdict']} {a['score']}/100 by {a['model']}: {a['summary']}")
     for step in run["escalations"]:
         typer.echo(f"  escalation {step['step']}: {step['action']} — {step['reason']}")
+    for a in run.get("attempts") or []:
+        alone = ", alone" if a["isolated"] else ""
+        typer.echo(f"  attempt {a['attempt']} {a['outcome']}{alone}: {a.get('error') or ''}")
     if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
         show_result(run)
 

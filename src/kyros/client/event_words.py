@@ -135,4 +135,8 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
         )
     if kind == "model.waiting":
         return f"every model for this call is resting; waiting {data.get('seconds')}s"
+    if kind == "job.lost":
+        return f"attempt {data.get('attempt')} lost: {data.get('reason')}"
+    if kind == "job.released":
+        return f"attempt {data.get('attempt')} released: {data.get('reason')}"
     return None

@@ -220,6 +220,7 @@ class RunService:
                 "children": kids,
                 "assessments": await quality_repo.assessments_for(conn, ids),
                 "escalations": await quality_repo.escalations_for(conn, run_id),
+                "attempts": await jobs_repo.attempts_of(conn, run_ids=[run_id]),
             }
 
     async def events_after(

@@ -27,7 +27,7 @@ from kyros.errors import DaemonUnreachable, KyrosError
 from kyros.statuses import FINAL_EVENT_TYPES, TERMINAL_STATUSES
 from kyros.tui.cells import money, status_text
 from kyros.tui.connection import Connection
-from kyros.tui.run_output import diff_of, output_markdown, review_markdown
+from kyros.tui.run_output import attempts_markdown, diff_of, output_markdown, review_markdown
 from kyros.tui.widgets.run_events import RunEvents
 
 #: Seconds between event reads while a run moves, and while it waits or sits queued.
@@ -262,7 +262,10 @@ class RunDetail(Vertical):
         self._shown = key
         self._render_head(run)
         self._show_actions(run)
-        self._show_markdown("output", output_markdown(run))
+        attempts = attempts_markdown(review)
+        self._show_markdown(
+            "output", output_markdown(run) + (f"\n\n{attempts}" if attempts else "")
+        )
         diff = diff_of(run, review)
         self.query_one("#diff", Static).update(
             Syntax(diff, "diff", theme="ansi_dark", background_color="default")
