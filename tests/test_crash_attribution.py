@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 
 from tests.conftest import FAST_QUEUE, Daemon, kyros_env, start_daemon
 from tests.support.fake_openai import FakeOpenAI, Reply
+from tests.support.supervisor import spawn, with_store
 
 # Four daemon deaths, each waited out by a lease: ~45 s on SQLite, ~70 s on PostgreSQL (2 cores).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,34 +33,6 @@ PLAN = {
 #: With a 1 s base, the n-th crash's retry waits U(0.5, 1) x 2^(n-1) s: large enough to
 #: measure against a restart (~2 s) and a 3 s lease.
 RETRY_BASE = 1.0
-
-
-async def _with_store(url: str, work: Any) -> Any:
-    from kyros.core.store.engine import Store
-
-    store = Store(url)
-    try:
-        async with store.write() as conn:
-            return await work(conn)
-    finally:
-        await store.close()
-
-
-def _spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A daemon without waiting for it: the poison may kill it before it answers."""
-    from kyros import paths
-
-    p = paths.resolve(env)
-    p.state_dir.mkdir(parents=True, exist_ok=True)
-    log = p.state_dir / f"test-daemon-{secrets.token_hex(3)}.log"
-    with log.open("ab") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kyros", "daemon", "serve"],
-            env=env,
-            stdout=fh,
-            stderr=fh,
-            start_new_session=True,
-        )
 
 
 def _poison_run(url: str, ledger: Path) -> str:
@@ -82,7 +53,7 @@ def _poison_run(url: str, ledger: Path) -> str:
         )
         await runs_repo.set_fields(conn, run_id, job_id=job_id)
 
-    asyncio.run(_with_store(url, create))
+    asyncio.run(with_store(url, create))
     return run_id
 
 
@@ -104,7 +75,7 @@ def _state(url: str, run_ids: list[str]) -> dict[str, Any]:
         history = await jobs_repo.attempts_of(conn, run_ids=run_ids)
         return {"runs": run_rows, "jobs": job_rows, "history": history}
 
-    state: dict[str, Any] = asyncio.run(_with_store(url, read))
+    state: dict[str, Any] = asyncio.run(with_store(url, read))
     return state
 
 
@@ -153,7 +124,7 @@ def test_d3_poison_beside_innocents(
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 deaths.append(time.time())
-                proc = _spawn(env)
+                proc = spawn(env)
             state = _state(db_url, everyone)
             if all(r["finished_at"] is not None for r in state["runs"].values()):
                 break
