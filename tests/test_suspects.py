@@ -219,3 +219,23 @@ async def test_a_suspect_released_at_stop_stays_a_suspect(short_grace_core: Any)
     # Not proven innocent by a shutdown: still waiting to run alone, its attempt given back.
     assert (row["status"], row["attempts"], row["isolated"]) == ("suspect", 0, False)
     assert [(h["outcome"], h["isolated"]) for h in history[job_id]] == [("released", True)]
+
+
+async def test_a_dead_workers_jobs_reaped_in_two_passes_are_all_suspects(core: Any) -> None:
+    """The last of a dead worker's jobs to be reaped does not look alone: the jobs an earlier
+    pass reaped still count as its neighbours."""
+    await core.pool.stop()
+    pg = core.store.is_postgres
+    async with core.store.write() as conn:
+        first = await jobs_repo.enqueue(conn, "noop", {})
+        second = await jobs_repo.enqueue(conn, "noop", {})
+        await jobs_repo.claim(conn, "node-a", 1, 0.01, postgres=pg)
+        await jobs_repo.claim(conn, "node-a", 1, 1.0, postgres=pg)  # after its last heartbeat
+    assert [(r.job_id, r.outcome, r.beside) for r in await _expire_and_reap(core)] == [
+        (first, "lost", 1)
+    ]
+    await asyncio.sleep(1.0)
+    assert [(r.job_id, r.outcome, r.beside) for r in await _expire_and_reap(core)] == [
+        (second, "lost", 1)
+    ]
+    assert (await core.job(second))["stalls"] == 0

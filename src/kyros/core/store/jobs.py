@@ -13,6 +13,7 @@ attempt that ends without success leaves a row in ``job_attempts``.
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -369,17 +370,23 @@ async def reap(
     rows = (await conn.execute(query)).all()
     if not rows:
         return []
-    # What each dead worker held: the expired jobs of this pass and those not expired yet
-    # (claimed after its last heartbeat, so their leases end a little later).
+    # What each dead worker held: the expired jobs of this pass, those not expired yet
+    # (claimed after its last heartbeat, so their leases end a little later), and those an
+    # earlier pass reaped already (their rows in job_attempts name the same owner).
     owners = {row.lease_owner for row in rows}
-    held = {
-        owner: int(n)
-        for owner, n in await conn.execute(
-            select(jobs.c.lease_owner, func.count())
-            .where(jobs.c.status == "running", jobs.c.lease_owner.in_(owners))
-            .group_by(jobs.c.lease_owner)
-        )
-    }
+    held: dict[str, int] = defaultdict(int)
+    for owner, n in await conn.execute(
+        select(jobs.c.lease_owner, func.count())
+        .where(jobs.c.status == "running", jobs.c.lease_owner.in_(owners))
+        .group_by(jobs.c.lease_owner)
+    ):
+        held[owner] += int(n)
+    for owner, n in await conn.execute(
+        select(job_attempts.c.owner, func.count(job_attempts.c.job_id.distinct()))
+        .where(job_attempts.c.owner.in_(owners))
+        .group_by(job_attempts.c.owner)
+    ):
+        held[owner] += int(n)
     out = []
     history = []
     for row in rows:

@@ -151,6 +151,8 @@ job_attempts = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "job_id", "id"),
     Index(None, "run_id"),
+    # The reaper counts what a dead worker held across its passes.
+    Index(None, "owner"),
 )
 
 events = Table(

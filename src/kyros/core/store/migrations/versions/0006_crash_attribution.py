@@ -53,9 +53,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_job_attempts_job_id_id"), "job_attempts", ["job_id", "id"])
     op.create_index(op.f("ix_job_attempts_run_id"), "job_attempts", ["run_id"])
+    op.create_index(op.f("ix_job_attempts_owner"), "job_attempts", ["owner"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_job_attempts_owner"), table_name="job_attempts")
     op.drop_index(op.f("ix_job_attempts_run_id"), table_name="job_attempts")
     op.drop_index(op.f("ix_job_attempts_job_id_id"), table_name="job_attempts")
     op.drop_table("job_attempts")
