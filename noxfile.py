@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests lint typecheck imports bench`."""
+"""Developer sessions: `nox -s tests lint typecheck imports bench soak`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,30 @@ def tests(session: nox.Session) -> None:
     """The whole suite, on SQLite and PostgreSQL."""
     session.install(*CONSTRAINTS, "-e", ".[test]")
     session.run("python", "-m", "pytest", *(session.posargs or ["-n", "2"]), env=ENV)
+
+
+@nox.session(python=PY)
+def soak(session: nox.Session) -> None:
+    """The fault suite, longer: random kill points under load with a poison job, on SQLite and
+    PostgreSQL, each run's seed printed (`KYROS_TEST_SEED=N` replays one). `nox -s soak -- N`
+    sets the kill points per run (default 30); the D1/D3/D5 drills run alongside."""
+    session.install(*CONSTRAINTS, "-e", ".[test]")
+    rounds = session.posargs[0] if session.posargs else "30"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "soak or slow",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_soak.py",
+        "tests/test_crash_attribution.py",
+        "tests/test_drain.py",
+        "tests/test_durability.py",
+        env={**ENV, "KYROS_SOAK_ROUNDS": rounds},
+    )
 
 
 @nox.session(python=PY)

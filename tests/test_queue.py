@@ -105,9 +105,19 @@ async def test_expired_lease_is_requeued_then_dead_lettered(core: Any) -> None:
         job_id = await jobs_repo.enqueue(conn, "noop", {})
     for stall in (1, 2, 3):
         async with core.store.write() as conn:
-            claimed = await jobs_repo.claim(
-                conn, "dead-worker", 1, 0.01, postgres=core.store.is_postgres
-            )
+            if stall == 1:
+                claimed = await jobs_repo.claim(
+                    conn, "dead-worker", 1, 0.01, postgres=core.store.is_postgres
+                )
+            else:
+                # Once stalled it is a suspect: only an isolated claim takes it (ADR 0026).
+                assert (
+                    await jobs_repo.claim(conn, "w", 5, 30, postgres=core.store.is_postgres) == []
+                )
+                one = await jobs_repo.claim_suspect(
+                    conn, "dead-worker", 0.01, postgres=core.store.is_postgres
+                )
+                claimed = [one] if one else []
             assert [j.id for j in claimed] == [job_id]
             # The reaper only sees it once the lease is in the past; make the retry due now.
         await asyncio.sleep(0.05)

@@ -521,6 +521,67 @@ async def test_the_console_survives_a_daemon_restart(
         assert app.is_running
 
 
+def _dead_lettered_run(d: Daemon) -> str:
+    """A run whose job's worker died twice while it ran alone, written to the daemon's store
+    the way the reaper writes it (the poison itself is D3's test)."""
+    from kyros.core.ids import new_id
+    from kyros.core.store import jobs as jobs_repo
+    from kyros.core.store import runs as runs_repo
+    from kyros.core.store.engine import Store
+
+    run_id = new_id("r")
+
+    async def write() -> None:
+        store = Store(d.env["KYROS_DATABASE_URL"])
+        try:
+            async with store.write() as conn:
+                await runs_repo.insert_run(
+                    conn, id=run_id, kind="plan", goal="poison", workspace="/tmp"
+                )
+                await jobs_repo.enqueue(conn, "no-such-kind", {}, run_id=run_id)
+                await jobs_repo.claim(conn, "dead-node", 1, 0.01, postgres=False)
+            await asyncio.sleep(0.05)
+            async with store.write() as conn:
+                [reaped] = await jobs_repo.reap(
+                    conn, max_stalls=1, retry_base=0, retry_max=0, postgres=False
+                )
+                await runs_repo.set_fields(conn, run_id, status="failed", error=reaped.reason)
+        finally:
+            await store.close()
+
+    asyncio.run(write())
+    return run_id
+
+
+def test_the_run_detail_shows_a_dead_lettered_runs_attempts(tui_daemon: Box) -> None:
+    from textual.app import App, ComposeResult
+
+    from kyros.tui.widgets.run_detail import RunDetail
+
+    run_id = _dead_lettered_run(tui_daemon.daemon)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield RunDetail(Connection(tui_daemon.daemon.client(), "unix://test"), id="detail")
+
+    async def drive() -> str:
+        app = Host()
+        async with app.run_test(size=SIZE) as pilot:
+            detail = app.query_one(RunDetail)
+            await until(pilot, lambda: bool(detail.query(RunEvents)), "the detail's tabs")
+            detail.show_run(run_id)
+
+            def shown() -> str:
+                return "".join(getattr(m, "source", "") for m in detail.query("#output"))
+
+            await until(pilot, lambda: "## Attempts" in shown(), "the attempts in the output")
+            return shown()
+
+    text = asyncio.run(drive())
+    assert "**Run failed.**" in text and "dead-lettered" in text
+    assert "| 1 | dead |" in text and "while it ran alone" in text
+
+
 async def test_the_runs_table_updates_thousands_of_rows_in_place() -> None:
     """3,000 rows: a poll that changes one run's status touches that row only (the other
     rows are the same objects), keeps the cursor on its run, and takes milliseconds."""

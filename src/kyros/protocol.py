@@ -185,8 +185,28 @@ class Escalation(BaseModel):
     created_at: datetime
 
 
+class JobAttempt(BaseModel):
+    """An attempt at a run's job that ended without success (ADR 0026).
+
+    ``outcome``: ``lost`` (its worker died while it ran beside ``beside`` other jobs: retried
+    alone, no stall counted), ``stalled`` (its worker died while it ran alone), ``dead`` (the
+    stall that dead-lettered it), ``retry`` / ``failed`` (it raised an error), ``released``
+    (the daemon stopped; the attempt was given back).
+    """
+
+    job_id: int
+    attempt: int
+    outcome: str
+    isolated: bool
+    beside: int
+    error: str | None = None
+    retry_at: datetime | None = None
+    created_at: datetime
+
+
 class RunReview(BaseModel):
-    """A run's child runs, quality assessments and escalation steps."""
+    """A run's child runs, quality assessments and escalation steps, and the attempts of its
+    job that ended without success."""
 
     children: list[Run]
     assessments: list[Assessment]
@@ -194,6 +214,7 @@ class RunReview(BaseModel):
     #: The run's model calls with its stages' (``calls``, ``tokens_in``, ``tokens_out``,
     #: ``cost``), from the cost ledger.
     usage: dict[str, Any] = Field(default_factory=dict)
+    attempts: list[JobAttempt] = []
 
 
 class ThreadRun(BaseModel):
@@ -308,6 +329,8 @@ class Job(BaseModel):
     priority: int
     attempts: int
     stalls: int
+    #: Times its worker died while it ran beside other jobs (no stall counted).
+    losses: int = 0
     max_attempts: int
     run_at: datetime
     lease_owner: str | None

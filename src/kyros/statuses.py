@@ -47,6 +47,8 @@ FINAL_EVENT_TYPES = frozenset(f"run.{status}" for status in TERMINAL_STATUSES)
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
+    #: Its worker died while it ran beside other jobs: it is retried alone (ADR 0026).
+    SUSPECT = "suspect"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

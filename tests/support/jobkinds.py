@@ -1,13 +1,15 @@
 """Job kinds the durability tests load into a real daemon with ``KYROS_PLUGINS``.
 
 ``ledger`` writes each attempt's start and end to a file outside the store (the external
-ledger of RELIABILITY D1); ``chatter`` appends many events to a run (D7).
+ledger of RELIABILITY D1); ``chatter`` appends many events to a run (D7); ``poison`` kills its
+own daemon with SIGKILL on every attempt, after noting the attempt in its ledger (D3).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from typing import Any
 
@@ -59,6 +61,15 @@ async def chatter(ctx: JobContext) -> dict[str, Any]:
     return {"events": total}
 
 
+async def poison(ctx: JobContext) -> None:
+    p = ctx.job.payload
+    stamp = f"{ctx.job.id} {ctx.job.fencing_token} {os.getpid()}"
+    _append(p["ledger"], f"start {stamp} {time.time():.6f} isolated={ctx.job.isolated}")
+    await asyncio.sleep(float(p.get("delay", 0.2)))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def register(registry: HandlerRegistry) -> None:
     registry.register("ledger", ledger)
     registry.register("chatter", chatter)
+    registry.register("poison", poison)

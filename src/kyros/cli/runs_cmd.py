@@ -105,6 +105,9 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
         )
     for step in run["escalations"]:
         say(f"  escalation {step.get('step')}: {step.get('action')} — {step.get('reason')}")
+    for a in run.get("attempts") or []:
+        alone = ", alone" if a["isolated"] else ""
+        say(f"  attempt {a['attempt']} {a['outcome']}{alone}: {a.get('error') or ''}")
     if run["status"] in TERMINAL_STATUSES or run["status"] == "needs_approval":
         show_result(run)
 

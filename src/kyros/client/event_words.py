@@ -139,7 +139,7 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
             + _discarded(data)
         )
     if kind == "run.attempt_lost":
-        return f"attempt lost: {data.get('reason')}; it will be retried"
+        return f"attempt {data.get('attempt') or ''} lost: {data.get('reason')}; it will be retried"
     if kind == "run.retried":
         return f"retrying the run (attempt {data.get('attempt')})"
     if kind == "model.replaced":
@@ -149,4 +149,6 @@ def _notable(kind: str, data: dict[str, Any]) -> str | None:
         )
     if kind == "model.waiting":
         return f"every model for this call is resting; waiting {data.get('seconds')}s"
+    if kind == "job.released":
+        return f"attempt {data.get('attempt')} released: {data.get('reason')}"
     return None

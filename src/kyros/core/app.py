@@ -105,6 +105,7 @@ class Core:
                 max_stalls=s.max_stalls,
                 retry_base_seconds=s.retry_base_seconds,
                 retry_max_seconds=s.retry_max_seconds,
+                shutdown_grace_seconds=s.shutdown_grace_seconds,
             ),
         )
         self.credentials = credentials_for(loaded)
@@ -291,8 +292,10 @@ class Core:
                     log.warning("removing old worktrees failed: %s", exc)
 
     async def stop(self) -> None:
-        await self.terminals.close_all()
+        # Jobs first: a run's command keeps its terminal through the grace period, so a
+        # shutdown is never reported to the model as a command killed by signal 15.
         await self.pool.stop()
+        await self.terminals.close_all()
         close = getattr(self._backend, "aclose", None)  # the provider connections it kept
         if close is not None:
             with contextlib.suppress(Exception):

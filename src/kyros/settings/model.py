@@ -226,6 +226,13 @@ class Settings(BaseModel):
         default=1.0, ge=0, le=600, description="First retry delay; doubles per attempt, jittered."
     )
     retry_max_seconds: float = Field(default=300.0, ge=0, description="Ceiling of a retry delay.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="On stop, how long running jobs and their commands get to finish before "
+        "they are checkpointed and released to the queue.",
+    )
     reconnect_seconds: float = Field(
         default=DEFAULT_RECONNECT_SECONDS,
         ge=0,

@@ -66,6 +66,20 @@ def review_markdown(review: dict[str, Any] | None) -> str:
     return "\n".join(parts) if parts else "_No review of this run._"
 
 
+def attempts_markdown(review: dict[str, Any] | None) -> str:
+    """The attempts of the run's job that ended without success: lost with a crashed worker,
+    stalled alone, failed or released at shutdown (empty when every attempt went well)."""
+    attempts = (review or {}).get("attempts") or []
+    if not attempts:
+        return ""
+    parts = ["## Attempts\n", "| attempt | outcome | why |", "| --- | --- | --- |"]
+    for a in attempts:
+        outcome = a["outcome"] + (" (alone)" if a.get("isolated") else "")
+        why = str(a.get("error") or "").replace("|", "\\|").replace("\n", " ")
+        parts.append(f"| {a['attempt']} | {outcome} | {why} |")
+    return "\n".join(parts)
+
+
 def diff_of(run: dict[str, Any], review: dict[str, Any] | None) -> str | None:
     """The change: an implement run's diff, a pipeline's latest implement stage's."""
     if run["kind"] == "pipeline":

@@ -22,6 +22,11 @@ class LeaseLost(Exception):
     """This attempt no longer owns its job (its lease expired and another attempt took it)."""
 
 
+class Released(Exception):
+    """The daemon is stopping and this attempt stopped at a checkpoint: its job goes back to
+    the queue at once, without spending an attempt or counting a stall (RELIABILITY D5)."""
+
+
 @dataclass
 class JobContext:
     """Handed to a handler: the attempt it runs, and the store to write through."""
@@ -31,6 +36,23 @@ class JobContext:
     bus: EventBus | None = None
     finished: bool = False
     result: Any = None
+    #: Set when the daemon starts to stop: handlers stop at their next checkpoint.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon is stopping (the grace period runs)."""
+        return self.draining.is_set()
+
+    def checkpoint(self) -> None:
+        """Raise :class:`Released` if the daemon is stopping.
+
+        Call it where the handler's durable state is complete (between model turns, before a
+        tool call): the next attempt resumes from there instead of starting work that the
+        shutdown would cut off.
+        """
+        if self.draining.is_set():
+            raise Released(f"job {self.job.id}: the daemon is stopping")
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         """Hand committed events to live subscribers."""
@@ -61,9 +83,9 @@ class JobContext:
 Handler = Callable[[JobContext], Awaitable[Any]]
 #: Called in the transaction that gives up on a job (failed, dead-lettered or cancelled).
 GiveUp = Callable[[Conn, int, str | None, str, str], Awaitable[list[dict[str, Any]]]]
-#: Called in the transaction that re-queues a job whose attempt was lost (job id, run id, how
-#: many times it stalled): the run's record of it.
-Lost = Callable[[Conn, int, str | None, int], Awaitable[list[dict[str, Any]]]]
+#: Called in the transaction that re-queues a job whose attempt was lost (its worker died):
+#: the run's record of it, from the reaper's account (a ``kyros.core.store.jobs.Reaped``).
+Lost = Callable[[Conn, Any], Awaitable[list[dict[str, Any]]]]
 
 
 #: Builds a run kind's handler from the run service and the AI backend getter (a

@@ -5,6 +5,14 @@ busy queue costs about one write transaction per batch rather than two per job. 
 when this process enqueues (``wake()``), and polls every ``poll_seconds`` for jobs other processes
 add. A heartbeat task renews all leases this pool holds with one UPDATE; a reaper re-queues jobs
 whose leases expired anywhere.
+
+Crash attribution (ADR 0026): jobs whose worker died beside others come back as suspects. Every
+``poll_seconds`` the dispatcher asks whether one is due; if so it stops claiming, lets what runs
+finish, and runs the suspect alone, so a job that kills its process takes nothing else with it.
+
+Shutdown (ADR 0027): running jobs get ``shutdown_grace_seconds`` to finish; handlers see
+``ctx.stopping`` and stop at their next checkpoint; what is left is released, its attempt given
+back.
 """
 
 from __future__ import annotations
@@ -14,14 +22,17 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from kyros.core.bus import EventBus
 from kyros.core.ids import new_id
-from kyros.core.jobs.handlers import HandlerRegistry, JobContext, LeaseLost
+from kyros.core.jobs.handlers import HandlerRegistry, JobContext, LeaseLost, Released
+from kyros.core.store import events as events_repo
 from kyros.core.store import jobs as jobs_repo
+from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.jobs import ClaimedJob, Settlement
 from kyros.core.store.schema import utcnow
@@ -31,6 +42,8 @@ log = logging.getLogger("kyros.jobs")
 
 #: How long the dispatcher lets finished attempts gather before it writes them (and claims).
 BATCH_WINDOW_SECONDS = 0.001
+#: Why a job went back to the queue at shutdown (its ``job.released`` event says so too).
+SHUTDOWN_REASON = "the daemon stopped; the job resumes after the restart"
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,10 @@ class WorkerPool:
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')}"
         self._wake = asyncio.Event()
+        self._draining = asyncio.Event()
+        # A suspect is due: claim nothing more until the pool is empty, then run it alone.
+        self._isolating = False
+        self._next_probe = 0.0  # monotonic time of the next "is a suspect due?" query
         self._running: dict[int, tuple[ClaimedJob, asyncio.Task[None]]] = {}
         self._cancel_asked: set[int] = set()
         self._settled: list[Settlement] = []
@@ -131,6 +148,7 @@ class WorkerPool:
         Released jobs go back to the queue at once without counting a stall (RELIABILITY D5).
         """
         self._stopping = True
+        self._draining.set()  # handlers stop at their next checkpoint
         self._wake.set()
         running = [task for _, task in self._running.values()]
         if running:
@@ -138,7 +156,7 @@ class WorkerPool:
         for job, task in list(self._running.values()):
             if not task.done():
                 task.cancel()
-                self._settled.append(Settlement(job=job, status="released", error="daemon stopped"))
+                self._settled.append(Settlement(job=job, status="released", error=SHUTDOWN_REASON))
         with contextlib.suppress(Exception):
             await asyncio.gather(*(t for _, t in self._running.values()), return_exceptions=True)
         for task in self._tasks:
@@ -194,23 +212,19 @@ class WorkerPool:
         the claimed jobs and how many were asked for."""
         settled, self._settled = self._settled, []
         give_ups, self._give_ups = self._give_ups, []
-        free = self.config.workers - len(self._running) if claim and not self._stopping else 0
+        claim = claim and not self._stopping
+        free = self.config.workers - len(self._running) if claim else 0
         published: list[dict[str, Any]] = []
         try:
             async with self.store.write() as conn:
                 await jobs_repo.settle(conn, settled)
+                published += await self._released_events(conn, settled)
                 if self.registry.give_up is not None:
                     for job, status, reason in give_ups:
                         published += await self.registry.give_up(
                             conn, job.id, job.run_id, status, reason
                         )
-                claimed = await jobs_repo.claim(
-                    conn,
-                    self.owner,
-                    free,
-                    self.config.lease_seconds,
-                    postgres=self.store.is_postgres,
-                )
+                claimed = await self._claim(conn, free) if claim else []
         except BaseException:
             # Nothing was written: keep the outcomes for the next try.
             self._settled[:0] = settled
@@ -219,12 +233,53 @@ class WorkerPool:
         self.bus.publish(published)
         return claimed, free
 
+    async def _claim(self, conn: Conn, free: int) -> list[ClaimedJob]:
+        """Ordinary jobs up to ``free``, or one suspect alone (ADR 0026)."""
+        if any(job.isolated for job, _ in self._running.values()):
+            return []  # a suspect runs alone: nothing joins it
+        now = time.monotonic()
+        if not self._isolating and now >= self._next_probe:
+            self._next_probe = now + self.config.poll_seconds
+            self._isolating = await jobs_repo.suspect_due(conn)
+        if self._isolating:
+            if self._running:
+                return []  # let what runs finish first
+            self._isolating = False
+            self._next_probe = 0.0  # after this one, look for the next suspect at once
+            suspect = await jobs_repo.claim_suspect(
+                conn, self.owner, self.config.lease_seconds, postgres=self.store.is_postgres
+            )
+            if suspect is not None:
+                log.warning(
+                    "job %s: retrying alone (attempt %s; its worker died while it ran)",
+                    suspect.id,
+                    suspect.attempts,
+                )
+            return [suspect] if suspect is not None else []
+        return await jobs_repo.claim(
+            conn, self.owner, free, self.config.lease_seconds, postgres=self.store.is_postgres
+        )
+
+    @staticmethod
+    async def _released_events(conn: Conn, settled: list[Settlement]) -> list[dict[str, Any]]:
+        """A ``job.released`` event on each run whose job went back to the queue at shutdown."""
+        return [
+            await events_repo.append(
+                conn,
+                s.job.run_id,
+                "job.released",
+                {"job_id": s.job.id, "attempt": s.job.attempts, "reason": s.error},
+            )
+            for s in settled
+            if s.status == "released" and s.job.run_id and s.error == SHUTDOWN_REASON
+        ]
+
     async def _flush(self) -> None:
         if self._settled or self._give_ups:
             await self._flush_and_claim(claim=False)
 
     async def _execute(self, job: ClaimedJob) -> None:
-        ctx = JobContext(job=job, store=self.store, bus=self.bus)
+        ctx = JobContext(job=job, store=self.store, bus=self.bus, draining=self._draining)
         settlement: Settlement | None = None
         try:
             handler = self.registry.handlers.get(job.kind)
@@ -244,6 +299,9 @@ class WorkerPool:
             elif not self._stopping:
                 settlement = Settlement(job=job, status="released", error="lease lost")
             # On shutdown, stop() records the release itself.
+        except Released:
+            if not ctx.finished:
+                settlement = Settlement(job=job, status="released", error=SHUTDOWN_REASON)
         except LeaseLost as exc:
             log.warning("%s", exc)  # another attempt owns it now; write nothing
         except Exception as exc:
@@ -317,23 +375,18 @@ class WorkerPool:
                     for r in reaped:
                         if r.dead and self.registry.give_up is not None:
                             published += await self.registry.give_up(
-                                conn,
-                                r.job_id,
-                                r.run_id,
-                                "failed",
-                                f"dead-lettered after {r.stalls} stalls",
+                                conn, r.job_id, r.run_id, "failed", r.reason
                             )
                         elif not r.dead and self.registry.lost is not None:
-                            published += await self.registry.lost(
-                                conn, r.job_id, r.run_id, r.stalls
-                            )
+                            published += await self.registry.lost(conn, r)
                 self.bus.publish(published)
                 for r in reaped:
                     log.warning(
-                        "reaper: job %s stalled (%s); %s",
+                        "reaper: job %s attempt %s %s: %s",
                         r.job_id,
-                        r.stalls,
-                        "dead-lettered" if r.dead else "re-queued",
+                        r.attempt,
+                        r.outcome,
+                        r.reason,
                     )
                 if any(not r.dead for r in reaped):
                     self.wake()

@@ -185,7 +185,9 @@ class _Loop:
             PathPolicy(sandbox.root),
             command_timeout=float(profile.limits.get("command_timeout", executor.command_timeout)),
             # Commands run in daemon terminals tied to the run: `kyros term attach` watches.
-            runner=TerminalCommands(executor.terminals, executor.runs, run["id"])
+            runner=TerminalCommands(
+                executor.terminals, executor.runs, run["id"], stopping=lambda: ctx.stopping
+            )
             if executor.terminals is not None
             else None,
         )
@@ -221,6 +223,8 @@ class _Loop:
                 self.denied = _denied_changes(own)
                 return "done"
             self._check_limits()
+            # Stopping: everything so far is in the thread; the next attempt goes on from here.
+            self.ctx.checkpoint()
             history = await self.x.compacted(self.run, self.ctx, history, resolved, backend)
             await self._turn(history, resolved, backend)
 
@@ -352,6 +356,7 @@ class _Loop:
             if verdict.decision == "deny":
                 await self._result(call, False, f"not allowed: {verdict.reason}", "denied")
                 continue
+            self.ctx.checkpoint()  # a tool started now would be cut off by the shutdown
             result = await self.toolbox.call(name, args)
             await self._result(call, result.ok, result.output, "ran", changed=result.changed)
             self.tool_calls += 1

@@ -307,6 +307,7 @@ class RunService:
                 "children": kids,
                 "assessments": await quality_repo.assessments_for(conn, ids),
                 "escalations": await quality_repo.escalations_for(conn, run_id),
+                "attempts": await jobs_repo.attempts_of(conn, run_ids=[run_id]),
             }
             if with_usage:
                 out["usage"] = await usage_repo.totals_for(conn, ids)
@@ -484,19 +485,29 @@ class RunService:
             )
         ]
 
-    async def attempt_lost(
-        self, conn: Conn, job_id: int, run_id: str | None, stalls: int
-    ) -> list[dict[str, Any]]:
-        """The queue re-queued a run's job whose worker stopped renewing its lease (a daemon
-        killed or hung): the run's events say so; the next attempt says ``run.retried``."""
-        if run_id is None:
+    async def attempt_lost(self, conn: Conn, r: Any) -> list[dict[str, Any]]:
+        """The reaper re-queued a run's job whose worker stopped renewing its lease (a daemon
+        killed or hung; ``r`` is its ``Reaped`` account): the run's events say so, with when and
+        how it runs again; the next attempt says ``run.retried``."""
+        if r.run_id is None:
             return []
-        run = await runs_repo.get(conn, run_id)
+        run = await runs_repo.get(conn, r.run_id)
         if run is None or run["status"] in TERMINAL_STATUSES:
             return []
-        reason = "its worker stopped renewing the lease (the daemon was killed or hung)"
         event = await events_repo.append(
-            conn, run_id, "run.attempt_lost", {"job_id": job_id, "stalls": stalls, "reason": reason}
+            conn,
+            r.run_id,
+            "run.attempt_lost",
+            {
+                "job_id": r.job_id,
+                "attempt": r.attempt,
+                "outcome": r.outcome,
+                "beside": r.beside,
+                "stalls": r.stalls,
+                "retry_at": r.retry_at.isoformat() if r.retry_at else None,
+                "reason": r.reason
+                or "its worker stopped renewing the lease (the daemon was killed or hung)",
+            },
         )
         return [event]
 

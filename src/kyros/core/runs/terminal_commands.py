@@ -3,6 +3,10 @@
 Each ``run_command`` becomes a terminal session (``run_id`` set, listed by `kyros term ls`), so a
 user can attach and watch, or take over, while the agent waits. The model gets the output with
 every escape and control byte stripped (S13), head and tail kept within the cap.
+
+When the daemon stops, a running command keeps its terminal through the grace period. One that
+a signal ends meanwhile (a service manager signals every process of the daemon's group) is not
+reported to the model: the attempt is released and the command runs again after the restart.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from kyros.core.jobs.handlers import Released
 from kyros.core.runs.service import RunService
 from kyros.core.terminals import ViewerLagged
 from kyros.core.terminals.manager import TerminalManager
@@ -24,10 +30,18 @@ KILL_MARGIN_S = 5.0
 class TerminalCommands:
     """A :data:`~kyros.core.tools.registry.CommandRunner` for one run."""
 
-    def __init__(self, terminals: TerminalManager, runs: RunService, run_id: str) -> None:
+    def __init__(
+        self,
+        terminals: TerminalManager,
+        runs: RunService,
+        run_id: str,
+        *,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.terminals = terminals
         self.runs = runs
         self.run_id = run_id
+        self.stopping = stopping
 
     async def __call__(
         self, command: str, cwd: Path, timeout: float, max_output: int
@@ -81,6 +95,8 @@ class TerminalCommands:
             "terminal.exited",
             {"terminal_id": session.id, "exit_code": session.exit_code, "signal": session.signal},
         )
+        if session.signal is not None and self.stopping():
+            raise Released(f"run {self.run_id}: command ended by signal {session.signal} at stop")
         return CommandResult(
             exit_code=None if timed_out else code,
             output=capped.text(),

@@ -3,20 +3,29 @@
 At-least-once delivery. A claim bumps ``fencing_token``; every later write about that attempt
 (heartbeat, completion, failure) names the token it holds, so a worker whose lease expired and
 whose job was claimed again can no longer change the job: its writes match zero rows.
+
+Crash attribution (ADR 0026): a job whose worker died while it ran beside others is a
+*suspect* (status ``suspect``), not guilty: it waits out a backoff and is then claimed alone
+(:func:`claim_suspect`, ``isolated``). Only a crash while it ran alone counts a stall. Every
+attempt that ends without success leaves a row in ``job_attempts``.
 """
 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 
 from kyros.core.store.bridge import Conn
-from kyros.core.store.schema import jobs, row_dict, utcnow
+from kyros.core.store.schema import job_attempts, jobs, row_dict, utcnow
+
+#: Waiting for a retry that must run alone: its worker died while it ran (ADR 0026).
+SUSPECT = "suspect"
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,8 @@ class ClaimedJob:
     max_attempts: int
     stalls: int
     fencing_token: int
+    #: Claimed as a suspect: nothing else runs in its pool meanwhile.
+    isolated: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,9 @@ _SETTLE = (
         error=bindparam("b_error"),
         run_at=bindparam("b_run_at"),
         finished_at=bindparam("b_finished"),
+        # A released attempt gives its attempt back: shutting down is not the job's fault.
+        attempts=jobs.c.attempts - bindparam("b_uncount"),
+        isolated=False,
         lease_owner=None,
         lease_expires_at=None,
         updated_at=bindparam("b_now"),
@@ -139,11 +153,15 @@ async def settle(conn: Conn, settlements: Sequence[Settlement]) -> None:
         return
     now = utcnow()
     params = []
+    history = []
     for s in settlements:
-        if s.status in ("retry", "released"):
+        if s.status == "released":
+            # A suspect released at shutdown has not proved itself: it stays one.
+            status, finished, run_at = SUSPECT if s.job.isolated else "queued", None, now
+        elif s.status == "retry":
             status, finished, run_at = "queued", None, s.retry_at or now
         else:
-            status, finished, run_at = s.status, now, None
+            status, finished, run_at = s.status, now, now  # run_at is NOT NULL: kept as is
         params.append(
             {
                 "b_id": s.job.id,
@@ -153,38 +171,69 @@ async def settle(conn: Conn, settlements: Sequence[Settlement]) -> None:
                 "b_error": s.error,
                 "b_finished": finished,
                 "b_run_at": run_at,
+                "b_uncount": 1 if s.status == "released" else 0,
                 "b_now": now,
             }
         )
-    if any(p["b_run_at"] is None for p in params):
-        # run_at is NOT NULL; a finished job keeps the time it last became runnable.
-        for p in params:
-            if p["b_run_at"] is None:
-                p["b_run_at"] = now
+        if s.status != "succeeded":
+            history.append(_attempt_row(s.job, s.status, s.error, s.retry_at, now))
     await conn.execute(_SETTLE, params)
+    if history:
+        await conn.execute(insert(job_attempts), history)
 
 
-def _claim_statement(postgres: bool) -> Any:
+def _attempt_row(
+    job: ClaimedJob,
+    outcome: str,
+    error: str | None,
+    retry_at: datetime | None,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    beside: int = 0,
+) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "run_id": job.run_id,
+        "attempt": job.attempts,
+        "fencing_token": job.fencing_token,
+        "owner": owner,
+        "outcome": outcome,
+        "isolated": job.isolated,
+        "beside": beside,
+        "error": error,
+        "retry_at": retry_at,
+        "created_at": now,
+    }
+
+
+def _claim_statement(postgres: bool, *, suspects: bool = False) -> Any:
     # Built once: a statement object keeps its cache key, so each claim only binds values.
     candidates = (
         select(jobs.c.id)
-        .where(jobs.c.status == "queued", jobs.c.run_at <= bindparam("c_now"))
+        .where(
+            jobs.c.status == (SUSPECT if suspects else "queued"),
+            jobs.c.run_at <= bindparam("c_now"),
+        )
         .order_by(jobs.c.priority, jobs.c.id)
         .limit(bindparam("c_limit"))
     )
     if postgres:
         candidates = candidates.with_for_update(skip_locked=True)
+    values: dict[str, Any] = {
+        "status": "running",
+        "attempts": jobs.c.attempts + 1,
+        "lease_owner": bindparam("c_owner"),
+        "lease_expires_at": bindparam("c_expires", type_=jobs.c.lease_expires_at.type),
+        "fencing_token": jobs.c.fencing_token + 1,
+        "updated_at": bindparam("c_updated", type_=jobs.c.updated_at.type),
+    }
+    if suspects:
+        values["isolated"] = True
     return (
         update(jobs)
         .where(jobs.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            status="running",
-            attempts=jobs.c.attempts + 1,
-            lease_owner=bindparam("c_owner"),
-            lease_expires_at=bindparam("c_expires", type_=jobs.c.lease_expires_at.type),
-            fencing_token=jobs.c.fencing_token + 1,
-            updated_at=bindparam("c_updated", type_=jobs.c.updated_at.type),
-        )
+        .values(**values)
         .returning(
             jobs.c.id,
             jobs.c.kind,
@@ -194,22 +243,41 @@ def _claim_statement(postgres: bool) -> Any:
             jobs.c.max_attempts,
             jobs.c.stalls,
             jobs.c.fencing_token,
+            jobs.c.isolated,
         )
     )
 
 
-_CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+_CLAIM = {
+    (postgres, suspects): _claim_statement(postgres, suspects=suspects)
+    for postgres in (False, True)
+    for suspects in (False, True)
+}
 
 
 async def claim(
     conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool
 ) -> list[ClaimedJob]:
     """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL)."""
+    return await _claim(conn, owner, limit, lease_seconds, postgres=postgres, suspects=False)
+
+
+async def claim_suspect(
+    conn: Conn, owner: str, lease_seconds: float, *, postgres: bool
+) -> ClaimedJob | None:
+    """Take one due suspect for an isolated attempt: the caller runs nothing else meanwhile."""
+    claimed = await _claim(conn, owner, 1, lease_seconds, postgres=postgres, suspects=True)
+    return claimed[0] if claimed else None
+
+
+async def _claim(
+    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool, suspects: bool
+) -> list[ClaimedJob]:
     if limit <= 0:
         return []
     now = utcnow()
     rows = await conn.execute(
-        _CLAIM[postgres],
+        _CLAIM[postgres, suspects],
         {
             "c_now": now,
             "c_limit": limit,
@@ -221,6 +289,17 @@ async def claim(
     claimed = [ClaimedJob(**row_dict(r)) for r in rows]
     claimed.sort(key=lambda j: j.id)
     return claimed
+
+
+async def suspect_due(conn: Conn) -> bool:
+    """Whether a suspect waits for its isolated attempt now (one indexed probe)."""
+    row = await conn.execute(
+        select(jobs.c.id)
+        .where(jobs.c.status == SUSPECT, jobs.c.run_at <= utcnow())
+        .order_by(jobs.c.priority, jobs.c.id)
+        .limit(1)
+    )
+    return row.first() is not None
 
 
 async def heartbeat(conn: Conn, owner: str, lease_seconds: float) -> dict[int, tuple[int, bool]]:
@@ -257,10 +336,20 @@ async def void_leases(conn: Conn, owners: Sequence[str]) -> int:
 
 @dataclass(frozen=True)
 class Reaped:
+    """A job whose worker stopped renewing its lease, and what the reaper made of it."""
+
     job_id: int
     run_id: str | None
+    #: Dead-lettered: it stalled ``max_stalls`` times while it ran alone.
     dead: bool
     stalls: int
+    #: ``stalled`` (it ran alone: the crash counts), ``lost`` (it ran beside others: a
+    #: suspect) or ``dead``.
+    outcome: str = "stalled"
+    beside: int = 0
+    attempt: int = 0
+    retry_at: datetime | None = None
+    reason: str = ""
 
 
 async def reap(
@@ -272,38 +361,97 @@ async def reap(
     postgres: bool,
     limit: int = 500,
 ) -> list[Reaped]:
-    """Re-queue jobs whose lease expired (their worker died or hung); dead-letter those that
-    stalled ``max_stalls`` times."""
+    """Attribute the crashes of workers whose leases expired (ADR 0026).
+
+    A job that ran alone (claimed isolated, or the only job its worker held) counts a stall and
+    is dead-lettered at ``max_stalls``. A job that ran beside others is a suspect: no stall, and
+    it is retried alone. Either way the retry waits ``backoff(stalls + losses)``.
+    """
     now = utcnow()
     query = (
-        select(jobs.c.id, jobs.c.run_id, jobs.c.stalls, jobs.c.fencing_token)
+        select(
+            jobs.c.id,
+            jobs.c.kind,
+            jobs.c.run_id,
+            jobs.c.payload,
+            jobs.c.attempts,
+            jobs.c.max_attempts,
+            jobs.c.stalls,
+            jobs.c.fencing_token,
+            jobs.c.isolated,
+            jobs.c.losses,
+            jobs.c.lease_owner,
+        )
         .where(jobs.c.status == "running", jobs.c.lease_expires_at < now)
+        .order_by(jobs.c.id)
         .limit(limit)
     )
     if postgres:
         query = query.with_for_update(skip_locked=True)
+    rows = (await conn.execute(query)).all()
+    if not rows:
+        return []
+    # What each dead worker held: the expired jobs of this pass, those not expired yet
+    # (claimed after its last heartbeat, so their leases end a little later), and those an
+    # earlier pass reaped already (their rows in job_attempts name the same owner).
+    owners = {row.lease_owner for row in rows}
+    held: dict[str, int] = defaultdict(int)
+    for owner, n in await conn.execute(
+        select(jobs.c.lease_owner, func.count())
+        .where(jobs.c.status == "running", jobs.c.lease_owner.in_(owners))
+        .group_by(jobs.c.lease_owner)
+    ):
+        held[owner] += int(n)
+    for owner, n in await conn.execute(
+        select(job_attempts.c.owner, func.count(job_attempts.c.job_id.distinct()))
+        .where(job_attempts.c.owner.in_(owners))
+        .group_by(job_attempts.c.owner)
+    ):
+        held[owner] += int(n)
     out = []
-    for row in (await conn.execute(query)).all():
-        stalls = int(row.stalls) + 1
-        dead = stalls >= max_stalls
+    history = []
+    for row in rows:
+        job = ClaimedJob(
+            id=int(row.id),
+            kind=row.kind,
+            run_id=row.run_id,
+            payload=row.payload,
+            attempts=int(row.attempts),
+            max_attempts=int(row.max_attempts),
+            stalls=int(row.stalls),
+            fencing_token=int(row.fencing_token),
+            isolated=bool(row.isolated),
+        )
+        beside = max(0, held.get(row.lease_owner, 1) - 1)
+        alone = job.isolated or beside == 0
+        stalls = job.stalls + 1 if alone else job.stalls
+        losses = int(row.losses) + (0 if alone else 1)
         values: dict[str, Any] = {
             "stalls": stalls,
+            "losses": losses,
+            "isolated": False,
             "lease_owner": None,
             "lease_expires_at": None,
             "updated_at": now,
         }
-        if dead:
-            values.update(
-                status="dead",
-                finished_at=now,
-                error=f"dead-lettered: its worker stopped renewing the lease {stalls} times "
-                "(crashed, killed or hung)",
+        retry_at: datetime | None = None
+        if alone and stalls >= max_stalls:
+            outcome = "dead"
+            reason = (
+                f"dead-lettered: its worker died {stalls} times while it ran alone "
+                f"(crashed, killed or hung; {losses} more time(s) beside other jobs)"
             )
+            values.update(status="dead", finished_at=now, error=reason)
         else:
-            values.update(
-                status="queued",
-                run_at=now + timedelta(seconds=backoff(stalls, retry_base, retry_max)),
+            outcome = "stalled" if alone else "lost"
+            retry_at = now + timedelta(seconds=backoff(stalls + losses, retry_base, retry_max))
+            reason = (
+                f"its worker died while it ran alone (stall {stalls} of {max_stalls})"
+                if alone
+                else f"its worker died while it ran beside {beside} other job(s): "
+                "retried alone, no stall counted"
             )
+            values.update(status=SUSPECT, run_at=retry_at)
         result = await conn.execute(
             update(jobs)
             .where(
@@ -316,7 +464,26 @@ async def reap(
             .values(**values)
         )
         if result.rowcount:
-            out.append(Reaped(job_id=int(row.id), run_id=row.run_id, dead=dead, stalls=stalls))
+            out.append(
+                Reaped(
+                    job_id=job.id,
+                    run_id=job.run_id,
+                    dead=outcome == "dead",
+                    stalls=stalls,
+                    outcome=outcome,
+                    beside=beside,
+                    attempt=job.attempts,
+                    retry_at=retry_at,
+                    reason=reason,
+                )
+            )
+            history.append(
+                _attempt_row(
+                    job, outcome, reason, retry_at, now, owner=row.lease_owner, beside=beside
+                )
+            )
+    if history:
+        await conn.execute(insert(job_attempts), history)
     return out
 
 
@@ -325,7 +492,7 @@ async def request_cancel(conn: Conn, job_id: int) -> str | None:
     now = utcnow()
     done = await conn.execute(
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == "queued")
+        .where(jobs.c.id == job_id, jobs.c.status.in_(("queued", SUSPECT)))
         .values(status="cancelled", finished_at=now, updated_at=now)
     )
     if done.rowcount:
@@ -349,6 +516,18 @@ async def fenced(conn: Conn, job_id: int, fencing_token: int) -> bool:
     return bool(row and row.fencing_token == fencing_token and row.status == "running")
 
 
+async def attempts_of(
+    conn: Conn, *, run_ids: Sequence[str] = (), job_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The attempts that ended without success, of these runs' jobs or of one job, in order."""
+    query = select(job_attempts).order_by(job_attempts.c.id)
+    if job_id is not None:
+        query = query.where(job_attempts.c.job_id == job_id)
+    else:
+        query = query.where(job_attempts.c.run_id.in_(list(run_ids)))
+    return [row_dict(r) for r in await conn.execute(query)]
+
+
 async def get(conn: Conn, job_id: int) -> dict[str, Any] | None:
     row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
     return row_dict(row) if row else None
@@ -364,7 +543,5 @@ async def list_jobs(
 
 
 async def counts(conn: Conn) -> dict[str, int]:
-    from sqlalchemy import func
-
     rows = await conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
     return {str(status): int(n) for status, n in rows}

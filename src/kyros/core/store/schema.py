@@ -121,9 +121,38 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # Crash attribution (ADR 0026): this attempt runs alone in its pool, so a crash counts
+    # against it (a stall); ``losses`` counts crashes it was only present at.
+    Column("isolated", Boolean, nullable=False, default=False),
+    Column("losses", Integer, nullable=False, default=0),
     # The claim query walks this index in order: queued, most urgent, oldest first.
     Index(None, "status", "priority", "id"),
     Index(None, "status", "lease_expires_at"),
+)
+
+#: Attempts that ended without success (lost with their node, stalled alone, failed, released
+#: at shutdown): a dead-lettered job keeps why each try ended (ADR 0026).
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", BigId, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE")),
+    Column("attempt", Integer, nullable=False),
+    Column("fencing_token", BigInteger, nullable=False),
+    Column("owner", String(64)),
+    # lost | stalled | dead | failed | retry | released
+    Column("outcome", String(16), nullable=False),
+    Column("isolated", Boolean, nullable=False, default=False),
+    # Other jobs of the same worker found expired in the same reaper pass.
+    Column("beside", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("retry_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "job_id", "id"),
+    Index(None, "run_id"),
+    # The reaper counts what a dead worker held across its passes.
+    Index(None, "owner"),
 )
 
 events = Table(

@@ -28,7 +28,7 @@ from kyros.sanitize import clean_text, one_line
 from kyros.statuses import FINAL_EVENT_TYPES, TERMINAL_STATUSES
 from kyros.tui.cells import money, status_text
 from kyros.tui.connection import Connection
-from kyros.tui.run_output import diff_of, output_markdown, review_markdown
+from kyros.tui.run_output import attempts_markdown, diff_of, output_markdown, review_markdown
 from kyros.tui.widgets.run_events import RunEvents
 
 #: Seconds between event reads while a run moves, and while it waits or sits queued.
@@ -263,7 +263,10 @@ class RunDetail(Vertical):
         self._shown = key
         self._render_head(run)
         self._show_actions(run)
-        self._show_markdown("output", clean_text(output_markdown(run)))
+        attempts = attempts_markdown(review)
+        self._show_markdown(
+            "output", clean_text(output_markdown(run)) + (f"\n\n{attempts}" if attempts else "")
+        )
         diff = diff_of(run, review)
         diff = clean_text(diff) if diff else diff
         self.query_one("#diff", Static).update(
