@@ -121,7 +121,7 @@ def test_demo_implement_is_deterministic_and_appends_to_an_earlier_note(
         assert out.returncode == 0, out.stderr
         assert BANNER in out.stdout and BANNER in out.stderr  # the result and the banner
         assert NOTE in out.stdout
-        listed = json.loads(demo_daemon.cli("runs", "list", "--json").stdout)
+        listed = json.loads(demo_daemon.cli("runs", "list", "--json").stdout)["runs"]
         run_id = next(r["id"] for r in listed if r["workspace"] == str(root))
         diffs.append(json.loads(demo_daemon.cli("runs", "show", run_id, "--json").stdout))
     assert diffs[0]["output"]["diff"] == diffs[1]["output"]["diff"]  # same input, same change

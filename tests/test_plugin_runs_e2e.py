@@ -72,7 +72,7 @@ def test_a_plugin_run_kind_runs_end_to_end_from_the_cli(
     assert "model.delta" in types  # streamed like any run
     calls = json.loads(plugged.cli("usage", "--calls", "--run", run["id"], "--json").stdout)
     assert [c["outcome"] for c in calls] == ["ok"]  # in the ledger
-    listed = json.loads(plugged.cli("runs", "list", "--kind", "summarize", "--json").stdout)
+    listed = json.loads(plugged.cli("runs", "list", "--kind", "summarize", "--json").stdout)["runs"]
     assert [r["id"] for r in listed] == [run["id"]]
 
 

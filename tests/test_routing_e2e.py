@@ -92,7 +92,8 @@ def test_a_plan_falls_back_to_another_provider_and_the_ledger_shows_why(
     routing = [
         (e["type"], e["data"])
         for e in events
-        if e["type"].startswith("model.") and e["type"] != "model.delta"
+        # model.call says which model a call starts on and why; the routing is what follows
+        if e["type"].startswith("model.") and e["type"] not in ("model.delta", "model.call")
     ]
     kinds = [k for k, _ in routing]
     assert kinds[:2] == ["model.retry", "model.fallback"], kinds

@@ -123,6 +123,8 @@ COMMANDS = [
     ("agents list", ["agents", "list"], "evil"),
     ("agents show", ["agents", "show", "evil"], "p Title!"),
     ("term ls", ["term", "ls"], "printf"),
+    ("threads ls", ["threads", "ls"], "Title!"),
+    ("usage --by run", ["usage", "--by", "run"], "total"),
     ("term logs", ["term", "logs", "evil"], ""),
     ("an error", ["runs", "show", f"r_{EVIL}"], "not a run id"),
     ("detach", ["run", "plan", f"again {EVIL}", "-w", ".", "--model", "demo", "--detach"], "r_"),

@@ -85,7 +85,7 @@ def _example(schema: dict[str, Any], components: dict[str, Any]) -> str:
     ref = schema.get("$ref")
     if ref:
         schema = components[ref.rsplit("/", 1)[-1]]
-    enum = schema.get("enum")
+    enum = schema.get("enum") or schema.get("examples")  # a run kind: "plan"
     return str(enum[0]) if enum else "r_x"
 
 

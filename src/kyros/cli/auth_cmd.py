@@ -148,8 +148,10 @@ def list_keys(
         )
         return
     from rich.table import Table
+    from rich.text import Text
 
     from kyros.cli.state import stdout_console
+    from kyros.sanitize import one_line
 
     table = Table(box=None, header_style="bold")
     for column in ("PROVIDER", "ENV VAR", "SOURCE", "STORED IN"):
@@ -157,7 +159,8 @@ def list_keys(
     for e in entries:
         # The file's path is printed once below rather than in every row.
         source = "file" if (e["source"] or "").startswith("file ") else e["source"]
-        table.add_row(e["provider"], e["env_var"], source or "-", ", ".join(e["stored_in"]) or "-")
+        cells = (e["provider"], e["env_var"], source or "-", ", ".join(e["stored_in"]) or "-")
+        table.add_row(*(Text(one_line(cell)) for cell in cells))
     from rich.markup import escape
 
     console = stdout_console()

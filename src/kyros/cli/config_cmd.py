@@ -23,13 +23,18 @@ def _daemon_side(loaded: Loaded) -> tuple[Client | None, list[dict[str, Any]], d
     """The daemon's settings and its view, or nothing when no daemon answers (never starts
     one: showing settings must not change what runs)."""
     from kyros.cli.state import client
-    from kyros.errors import DaemonUnreachable, NotFound
+    from kyros.errors import DaemonUnreachable, NotFound, UsageError
 
     try:
         c = client(loaded, autostart=False, timeout=5)
         entries = c.config()
     except DaemonUnreachable:
         return None, [], {}
+    except UsageError as exc:
+        if exc.code != "bad_daemon_address":
+            raise
+        # The settings are what is being checked: show them, and what is wrong with the address.
+        return None, [], {"problem": exc.message}
     try:
         view = c.daemon()
     except NotFound:  # a daemon of an older kyros
@@ -124,6 +129,7 @@ def show(
     from rich.table import Table
 
     from kyros.cli.state import stdout_console
+    from kyros.sanitize import one_line
 
     console = stdout_console()
     table = Table(box=None, header_style="bold")
@@ -134,7 +140,7 @@ def show(
         row = [e["key"], _text(e["value"]) if e["value"] is not None else "", e["source"]]
         if c is not None:
             row.append(e["daemon"]["words"] if e["daemon"] else "-")
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(one_line(cell)) for cell in row))
     console.print(table)
     console.print(f"[dim]config file: {escape(str(loaded.paths.config_file))}[/dim]")
     if project is None:
@@ -147,7 +153,10 @@ def show(
             f"[yellow]project file: {escape(str(project.path))} — {escape(project.hint)}[/yellow]"
         )
     if c is None:
-        console.print("daemon: not running; the next command starts one with these settings")
+        if view.get("problem"):
+            console.print(f"[red]daemon: {escape(view['problem'])}[/red]")
+        else:
+            console.print("daemon: not running; the next command starts one with these settings")
         return
     line = f"daemon: {started_words(view) if view else 'running'} at {c.target.describe()}"
     if view:

@@ -63,8 +63,10 @@ def list_models(json_out: JsonOpt = False) -> None:
         print_json(listing)
         return
     from rich.table import Table
+    from rich.text import Text
 
     from kyros.cli.state import stdout_console
+    from kyros.sanitize import one_line
 
     console = stdout_console()
     table = Table(box=None, header_style="bold")
@@ -76,7 +78,7 @@ def list_models(json_out: JsonOpt = False) -> None:
     table.add_column("PRICE FROM")
     table.add_column("COOLDOWN")
     for m in listing["models"]:
-        table.add_row(
+        cells = (
             m["name"],
             m["model"],
             m["provider"],
@@ -88,6 +90,7 @@ def list_models(json_out: JsonOpt = False) -> None:
             m.get("price_source") or "-",
             _cooldown(m.get("cooldown")),
         )
+        table.add_row(*(Text(one_line(cell)) for cell in cells))
     if not console.is_terminal:  # piped: a wide table beats folded cells
         wide = console.options.update_width(1000)
         console.width = max(console.width, console.measure(table, options=wide).maximum)

@@ -23,24 +23,23 @@ def ls(
     if json_out:
         print_json(found)
         return
-    from rich.table import Table
+    from kyros.cli.table import print_table
+    from kyros.sanitize import one_line
 
-    from kyros.cli.state import stdout_console
-
-    table = Table(box=None, header_style="bold")
-    for column in ("THREAD", "ACTIVE", "MESSAGES", "RUNS", "TITLE"):
-        table.add_column(column)
+    rows = []
     for t in found:
-        title = " ".join((t.get("title") or "").split())
+        title = " ".join(one_line(t.get("title") or "").split())  # cleaned, then cut
         runs = " ".join(f"{r['id']}({r['kind']})" for r in t["runs"] if not r.get("parent_id"))
-        table.add_row(
-            t["id"],
-            t["active_at"][:19].replace("T", " "),
-            str(t["messages_count"]),
-            runs or "-",
-            title[:50] + ("…" if len(title) > 50 else ""),
+        rows.append(
+            (
+                t["id"],
+                t["active_at"][:19].replace("T", " "),
+                str(t["messages_count"]),
+                runs or "-",
+                title[:50] + ("…" if len(title) > 50 else ""),
+            )
         )
-    stdout_console().print(table)
+    print_table(("THREAD", "ACTIVE", "MESSAGES", "RUNS", "TITLE"), rows)
 
 
 @app.command("show")

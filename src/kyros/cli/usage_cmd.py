@@ -87,8 +87,10 @@ def _window(since: str | None, until: str | None, run: str | None) -> str:
 
 def _print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from kyros.cli.state import stdout_console
+    from kyros.sanitize import one_line
 
     console = stdout_console()
     window = _window(report.get("since"), report.get("until"), report.get("run"))
@@ -115,8 +117,8 @@ def _print_report(report: dict[str, Any]) -> None:
         table.add_column("NOT OK")
 
     def row(group: dict[str, Any], key: str, style: str | None = None) -> None:
-        cells = [
-            key,
+        cells: list[Any] = [
+            Text(one_line(key)),  # a model, run or agent name: shown, never interpreted
             _count(group["calls"]),
             _count(group["ok"]),
             _count(group["failed"]),
@@ -147,8 +149,10 @@ def _print_report(report: dict[str, Any]) -> None:
 
 def _print_calls(calls: list[dict[str, Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from kyros.cli.state import stdout_console
+    from kyros.sanitize import one_line
 
     console = stdout_console()
     if not calls:
@@ -169,7 +173,7 @@ def _print_calls(calls: list[dict[str, Any]]) -> None:
         when = datetime.fromisoformat(call["created_at"]).astimezone(UTC)
         table.add_row(
             when.strftime("%Y-%m-%d %H:%M:%S"),
-            call["model"],
+            Text(one_line(call["model"])),
             call["outcome"],
             _count(call["tokens_in"]),
             _count(call["tokens_out"]),

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from kyros import tokens
 from kyros.errors import DaemonUnreachable, UsageError
+from kyros.redaction import redact_shapes
 from kyros.settings import Loaded
 
 if TYPE_CHECKING:
@@ -64,8 +65,8 @@ def resolve_target(
     if parts.scheme in ("http", "https") and parts.netloc:
         return DaemonTarget(base_url=f"{parts.scheme}://{parts.netloc}", token=token, source=source)
     raise UsageError(
-        f"daemon address {url!r} ({source}) is not understood: use unix:///path/kyros.sock "
-        "or http(s)://HOST:PORT",
+        f"daemon address {redact_shapes(url)!r} ({source}) is not understood: use "
+        "unix:///path/kyros.sock or http(s)://HOST:PORT",
         code="bad_daemon_address",
         hint="kyros --daemon http://127.0.0.1:8765 daemon status",
     )

@@ -28,7 +28,9 @@ RunId = Annotated[str, Query(max_length=64)]
 
 
 #: A built-in kind or one a plugin added (the core says which exist: 400 listing them).
-Kind = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]*$")]
+Kind = Annotated[
+    str, Path(min_length=1, max_length=40, pattern=r"^[a-z][a-z0-9-]*$", examples=["plan"])
+]
 
 
 @router.post("/{kind}", response_model=Run, status_code=201)
@@ -69,6 +71,16 @@ async def list_runs(
     ] = None,
 ) -> RunList:
     """Runs, newest first, a page of at most ``limit``; ``next_before`` continues the list."""
+    if kind and kind not in c.runs.kinds:
+        # Refused rather than an empty page: a typo must not read as "no such runs".
+        kinds = c.runs.kinds
+        accepted = ", ".join(f"'{k}'" for k in kinds[:-1]) + f" or '{kinds[-1]}'"
+        raise InvalidInput(
+            f"unknown run kind {kind!r}; kinds: {', '.join(kinds)}",
+            detail=[
+                {"loc": ["query", "kind"], "type": "enum", "msg": f"Input should be {accepted}"}
+            ],
+        )
     rows = await c.runs.list_runs(
         limit=limit,
         status=status.value if status else None,

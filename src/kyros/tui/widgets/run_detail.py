@@ -108,7 +108,10 @@ class RunDetail(Vertical):
         ]
         for button in buttons:
             button.display = False  # until a run's status allows it
-        tabs = TabbedContent(id="detail-tabs", initial="tab-events")
+        # No ``initial``: the first pane (Events) is active anyway, and Textual's tabs then look
+        # it up on mount without a check that fails when the console quits at that moment
+        # (ValueError "No Tab with id '--content-tab-tab-events'", exit 1).
+        tabs = TabbedContent(id="detail-tabs")
         for pane in (
             TabPane("Events", RunEvents(id="events"), id="tab-events"),
             TabPane("Result", VerticalScroll(id="output-scroll"), id="tab-output"),
