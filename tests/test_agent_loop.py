@@ -81,6 +81,9 @@ def test_d4_a_killed_run_resumes_at_the_next_turn(
         )
 
     _wait(turn7_asked, what="turn 7 to be requested")
+    # The event is written before the request goes out: kill only once the provider holds it,
+    # or the restarted daemon's turn 7 would be the one answered after 120 s.
+    fake_openai.wait_for_requests(7, timeout=30)
     daemon.stop(signal.SIGKILL)
     restarted = start_daemon(daemon.env)
     try:
