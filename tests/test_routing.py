@@ -168,6 +168,26 @@ async def test_l1_a_stalled_model_falls_back_at_once(
     assert (data["from"], data["to"]) == ("a", "b")
 
 
+async def test_calls_in_a_row_reuse_one_provider_client(
+    fake_openai: FakeOpenAI, backend: LiteLLMBackend
+) -> None:
+    """Each call has less of its deadline left than the one before; the provider client must
+    not change with it. litellm keeps one client per set of options, so a timeout that followed
+    the time left built a new client (~1 ms) for every call."""
+    import litellm
+
+    clients = litellm.in_memory_llm_clients_cache.cache_dict
+    clock = iter(range(0, 10_000, 7))
+    router = Router(QUICK, clock=lambda: float(next(clock)) / 1000)
+    chain = [model(fake_openai, "a")]
+    assert (await router.complete(chain, MESSAGES, backend, Ledger())).text == "ok"
+    after_first = len(clients)
+    for n in range(4):
+        assert (await router.complete(chain, MESSAGES, backend, Ledger())).text == "ok", n
+    assert len(fake_openai.requests) == 5
+    assert len(clients) == after_first
+
+
 # --- deadlines by phase, and an end to the whole call -------------------------------------
 
 #: The deadlines a user sets for a provider that must answer fast: the connect deadline is ten

@@ -27,6 +27,11 @@ class ChatRequest:
     first_token_timeout: float = 120.0
     between_chunks_timeout: float = 60.0
     total_timeout: float = 600.0
+    #: The HTTP client's own timeout, a backstop behind the deadlines above. Fixed for a
+    #: policy, never the call's time left: litellm caches one provider client per distinct set
+    #: of options, and a timeout that differs on every call built a new client (and its
+    #: connection pool) every call — ~1 ms each, and no connection reuse.
+    backstop_timeout: float = 605.0
     #: OpenAI function-calling specs the model may call; None for a plain chat.
     tools: list[dict[str, Any]] | None = None
 

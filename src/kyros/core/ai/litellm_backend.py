@@ -279,7 +279,8 @@ class LiteLLMBackend:
             "stream": True,
             "stream_options": {"include_usage": True},
             # The SDK's own timeout is only a backstop: kyros's phased deadlines below decide.
-            "timeout": request.total_timeout + 5,
+            # It stays the same from call to call (see ChatRequest.backstop_timeout).
+            "timeout": max(request.backstop_timeout, request.total_timeout + 5),
             "num_retries": 0,  # retries live in one layer only: kyros's router
         }
         if request.api_base:

@@ -185,6 +185,7 @@ class Router:
             first_token_timeout=p.first_token,
             between_chunks_timeout=p.between_chunks,
             total_timeout=min(p.total, left),
+            backstop_timeout=p.total + 5,
         )
 
     def _free(
