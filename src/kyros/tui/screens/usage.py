@@ -138,17 +138,20 @@ def groups_table(report: dict[str, Any]) -> Table:
     total = report["total"]
     unpriced = bool(total.get("unknown_cost_calls"))
     table = Table(box=None, header_style="bold", pad_edge=False, expand=True)
-    table.add_column(by.upper(), no_wrap=True, overflow="ellipsis", ratio=1, min_width=10)
-    table.add_column("CALLS", justify="right", no_wrap=True)
+    # The key and the sources share what the numbers leave (80 columns: ~20 each).
+    table.add_column(by.upper(), no_wrap=True, overflow="ellipsis", ratio=1, min_width=18)
+    table.add_column("CALLS", justify="right", no_wrap=True, min_width=5)
     table.add_column("TOKENS", justify="right", no_wrap=True)
     table.add_column("COST", justify="right", no_wrap=True)
     if unpriced:
         table.add_column("UNPRICED", justify="right", no_wrap=True)
-    table.add_column("COST FROM", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("COST FROM", no_wrap=True, overflow="ellipsis", ratio=1, min_width=8)
 
     def row(group: dict[str, Any], key: Text, style: str = "") -> None:
         unknown = int(group.get("unknown_cost_calls") or 0)
         cost = group_cost(group)
+        if unpriced and 0 < unknown < int(group["calls"]):
+            cost = money(group["cost"])  # the known part: the UNPRICED column counts the rest
         table.add_row(
             key,
             f"{int(group['calls']):,}",
