@@ -114,3 +114,55 @@ async def test_usage_screen_says_when_the_daemon_does_not_answer(tmp_path: Path)
         await pilot.pause(0.1)
         assert "does not answer" in shown(screen, "usage-totals")
         assert "does not answer" in shown(screen, "usage-head")
+
+
+async def test_run_pane_shows_a_pipelines_totals_with_its_stages(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    from tests.support.buggy_repo import FIX, call
+    from tests.test_pipeline_e2e import PLAN, verdict
+
+    repo = make_repo(tmp_path / "calc-repo")
+    fake_openai.enqueue(
+        Reply(text=json.dumps(PLAN), cost=0.01),
+        Reply(tool_calls=[call("c1", "apply_patch", patch=FIX)], cost=0.02),
+        Reply(text="fixed", cost=0.02),
+        Reply(text=verdict("pass", 88).text, cost=0.005),
+    )
+    with xdg_dirs() as env, database("sqlite", env) as url:
+        d = start_daemon(kyros_env(env, KYROS_DATABASE_URL=url, **FAST_QUEUE))
+        try:
+            out = d.cli(
+                "run", "pipeline", "make the tests pass", "-w", str(repo),
+                "--model", "openai/fake-coder", "--api-base", fake_openai.url, "--json",
+            )  # fmt: skip
+            assert out.returncode == 0, out.stdout + out.stderr
+            run_id = json.loads(out.stdout)["id"]
+            with d.client() as c:
+                run, review = c.run(run_id), c.review(run_id)
+            # The daemon's run carries its stages' cost and tokens; the review, the calls.
+            stage_cost = sum(k["cost"] for k in review["children"])
+            assert run["cost"] == pytest.approx(stage_cost) == pytest.approx(0.055)
+            assert run["tokens_out"] == sum(k["tokens_out"] for k in review["children"]) > 0
+            assert review["usage"]["calls"] == 4
+            app = create_app(Connection(d.client(), f"unix://{d.socket}"), cwd=repo)
+            async with app.run_test(size=(150, 42)) as pilot:
+                # The first poll shows the newest run (the critic stage): then the pipeline.
+                await until(pilot, lambda: app.main.detail.run_id is not None, "a run shown")
+                app.main.runs_table.select_run(run_id)
+                head = app.main.detail.query_one("#detail-head", Static)
+
+                def text() -> str:
+                    return "\n".join(s.text for s in head.render_lines(head.region.reset_offset))
+
+                await until(
+                    pilot,
+                    lambda: text().startswith(run_id) and "model calls" in text(),
+                    "the pipeline's head",
+                )
+                shown_head = text()
+                assert "cost so far with its stages' $0.0550" in shown_head, shown_head
+                assert f"{run['tokens_in']}→{run['tokens_out']} tokens" in shown_head
+                assert "4 model calls" in shown_head, shown_head
+        finally:
+            d.stop()
