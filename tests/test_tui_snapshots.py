@@ -284,8 +284,51 @@ REVIEWS = {
 }
 
 
+def _group(
+    key: str | None, calls: int, cost: float, unpriced: int = 0, **sources: int
+) -> dict[str, Any]:
+    return {
+        "key": key, "calls": calls, "ok": calls, "failed": 0, "outcomes": {"ok": calls},
+        "tokens_in": 1840 * calls, "tokens_out": 312 * calls, "cached_tokens": 0, "cost": cost,
+        "unknown_cost_calls": unpriced, "cost_sources": sources, "latency_ms_avg": 900.0,
+        "children": [],
+    }  # fmt: skip
+
+
+USAGE = {
+    "by": "model",
+    "since": None,
+    "until": None,
+    "run": None,
+    "groups": [
+        _group("openai/gpt-4.1-mini", 6, 0.0684, listed=5, reported=1),
+        _group("anthropic/claude-sonnet-4", 1, 0.0018, configured=1),
+        _group("openai/fake-unpriced-model", 2, 0.0, 2, unknown=2),
+    ],
+    "total": _group(None, 9, 0.0702, 2, listed=5, unknown=2, reported=1, configured=1),
+}
+USAGE_CALLS = [
+    {"id": 9 - i, "created_at": _at(30 + 60 * i), "model": model, "run_id": run["id"],
+     "tokens_in": 1840, "tokens_out": 312, "cached_tokens": 0, "cost": cost,
+     "cost_source": source, "latency_ms": 900.0, "outcome": "ok"}
+    for i, (model, run, cost, source) in enumerate([
+        ("openai/gpt-4.1-mini", WAITING, 0.0123, "listed"),
+        ("openai/fake-unpriced-model", RUNNING, None, "unknown"),
+        ("openai/fake-unpriced-model", RUNNING, None, "unknown"),
+        ("openai/gpt-4.1-mini", PLANNED, 0.0032, "reported"),
+        ("anthropic/claude-sonnet-4", REVIEWED, 0.0018, "configured"),
+    ])
+]  # fmt: skip
+
+
 class FakeDaemon:
     """The client calls the console makes, answered from the fixed data above."""
+
+    def usage(self, by: str = "model", **_: Any) -> dict[str, Any]:
+        return USAGE
+
+    def usage_calls(self, **_: Any) -> list[dict[str, Any]]:
+        return USAGE_CALLS
 
     def runs(self, **params: Any) -> list[dict[str, Any]]:
         status = params.get("status")
@@ -427,6 +470,26 @@ def test_help_screen(snap_compare: Any, app: KyrosApp) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_usage_screen_at_80x24(snap_compare: Any, app: KyrosApp) -> None:
+    """`u`: the known cost, the two calls of unknown cost counted apart (never $0), the
+    models with their cost sources, and the newest calls, in 80 columns."""
+    from kyros.tui.screens.usage import UsageScreen
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _loaded(pilot)
+        await pilot.press("u")
+        await _until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, UsageScreen) and pilot.app.screen.report is not None
+            ),
+            "the usage",
+        )
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
 
 
 #: What the snapshot's terminal prints (a test run, coloured), then it waits without a prompt.

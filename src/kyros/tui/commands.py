@@ -1,5 +1,5 @@
 """The command palette's kyros commands (``ctrl+p``): new runs, answers, cancel, terminals,
-switch daemon."""
+usage, switch daemon."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ COMMANDS: tuple[tuple[str, str, Callable[[MainScreen], None]], ...] = (
      lambda s: s.action_terminals()),
     ("Run's terminal", "The terminal the selected run's commands run in",
      lambda s: s.action_run_terminal()),
+    ("Usage", "What the model calls cost: by model or run, the newest calls, cost sources",
+     lambda s: s.action_usage()),
     ("Switch daemon", "Talk to another kyros daemon (unix:// or https:// address)",
      lambda s: s.action_switch_daemon()),
     ("Help", "Keys and panes", lambda s: s.action_help()),

@@ -53,6 +53,20 @@ class DaemonApi(Protocol):
     def terminals(self) -> list[dict[str, Any]]: ...
     def create_terminal(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def kill_terminal(self, ref: str) -> dict[str, Any]: ...
+    def usage(
+        self,
+        by: str = "model",
+        since: str | None = None,
+        until: str | None = None,
+        run: str | None = None,
+    ) -> dict[str, Any]: ...
+    def usage_calls(
+        self,
+        since: str | None = None,
+        until: str | None = None,
+        run: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]: ...
     def events(
         self,
         run_id: str,
@@ -269,6 +283,12 @@ class Connection:
 
     def kill_terminal(self, ref: str) -> dict[str, Any]:
         return self._call(lambda c: c.kill_terminal(ref))
+
+    def usage(self, by: str, *, calls: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The cost ledger grouped ``by`` (``GET /v1/usage``) and its newest ``calls`` model
+        calls (``GET /v1/usage/calls``), as `kyros usage` reads them."""
+        report = self._call(lambda c: c.usage(by))
+        return report, self._call(lambda c: c.usage_calls(limit=calls))
 
     @property
     def local(self) -> bool:

@@ -31,6 +31,7 @@ waiting for you, and the selected run in detail. Runs go on in the daemon when y
 | `t` | the terminals screen (`esc` comes back to the runs) |
 | `ctrl+t` | a new terminal: a shell on the daemon, in the console's directory |
 | `o` | the selected run's own terminal (where an implement run's commands run) |
+| `u` | usage: what the model calls cost, by model or run, and the newest calls (`esc` comes back) |
 | `tab` | next pane |
 | `ctrl+p` | command palette: new runs, approve, deny, cancel, terminals, switch daemon… |
 | `?` | this help (`esc` closes it) |
@@ -67,7 +68,16 @@ When output comes faster than the pane can draw it, the pane skips to the newest
 - **Agents**: each agent's role, model, status and current run.
 - **Approvals**: every run waiting for a human, and what it waits on.
 - **Run detail**: the events as they come (the model's tokens live), the result (a plan as
-  Markdown, an implement run's summary), the diff, the critic's review, the cost so far.
+  Markdown, an implement run's summary), the diff, the critic's review, the cost, tokens
+  and model calls so far (a pipeline's with its stages').
+
+## Usage
+
+What `kyros usage` shows, refreshed every few seconds: the known cost, the calls of unknown
+cost (no price known for their model) counted apart, never as $0, and where each cost came
+from (*listed* in the price list, *configured* in settings, *reported* by the provider, or
+*unknown*). `g` groups by model or by run (a pipeline's row includes its stages' calls),
+`r` reads again.
 
 When the daemon stops, the top line says *reconnecting*; the console picks up where it was
 when the daemon is back, without losing an event.

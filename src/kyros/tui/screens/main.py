@@ -73,6 +73,7 @@ class MainScreen(Screen[None]):
         Binding("k", "critic", "Critic"),
         Binding("t", "terminals", "Terminals"),
         Binding("o", "run_terminal", "Run's terminal"),
+        Binding("u", "usage", "Usage"),
         Binding("ctrl+t", "new_terminal", "New terminal", show=False),  # in help, palette
         Binding("question_mark", "help", "Help"),
         Binding("escape", "leave_filter", "Leave filter", show=False),
@@ -542,6 +543,14 @@ class MainScreen(Screen[None]):
             self.notify("select a run first", severity="warning", timeout=3)
             return
         self._terminals().open_run_terminal(run_id)
+
+    # --- usage ------------------------------------------------------------------------------
+
+    def action_usage(self) -> None:
+        """Show what the model calls cost (``esc`` comes back)."""
+        from kyros.tui.screens.usage import UsageScreen
+
+        self.app.push_screen(UsageScreen(self.connection))
 
     # --- switching daemons --------------------------------------------------------------
 

@@ -283,11 +283,16 @@ class RunDetail(Vertical):
         head = Text.assemble(
             (run["id"], "bold"), "  ", run["kind"], "  ", status_text(run["status"]), "\n"
         )
+        # A pipeline's cost and tokens include its stages' (the daemon adds each stage's call
+        # to its parent too); the calls come from the ledger, in the review's ``usage``.
+        usage = (self.review or {}).get("usage") or {}
+        stages = " with its stages'" if (self.review or {}).get("children") else ""
+        calls = f" · {usage['calls']} model calls" if "calls" in usage else ""
         head.append(
             one_line(
                 f"agent {run.get('agent') or '-'} · model {run.get('model') or '-'} · "
-                f"cost so far {money(run.get('cost'))} · "
-                f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens"
+                f"cost so far{stages} {money(run.get('cost'))} · "
+                f"{run.get('tokens_in', 0)}→{run.get('tokens_out', 0)} tokens{calls}"
             )
             + "\n",
             style="dim",
