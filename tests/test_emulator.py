@@ -449,6 +449,142 @@ def test_malformed_sequences_are_absorbed() -> None:
     assert_clean(term)
 
 
+# -- answers to the queries a program waits for ------------------------------------------------
+
+
+def answering(
+    data: bytes = b"", cols: int = 80, rows: int = 24
+) -> tuple[TerminalEmulator, list[bytes]]:
+    """An emulator that answers queries, fed ``data``, and the answers it gave so far."""
+    replies: list[bytes] = []
+    term = TerminalEmulator(cols=cols, rows=rows, on_reply=replies.append)
+    term.feed(data)
+    return term, replies
+
+
+def test_cursor_position_status_and_device_attributes_are_answered() -> None:
+    term, replies = answering(b"\x1b[3;7Hab\x1b[6n")
+    assert replies == [b"\x1b[3;9R"]  # 1-based: row 3, column 9 after two glyphs at column 7
+    term.feed(b"\r\n\x1b[?6n\x1b[5n\x1b[c\x1b[0c")
+    assert replies[1:] == [b"\x1b[?4;1R", b"\x1b[0n", b"\x1b[?62;22c", b"\x1b[?62;22c"]
+    assert term.display_lines()[2] == " " * 6 + "ab"  # the queries draw nothing
+    assert_clean(term)
+
+
+def test_cursor_report_waiting_to_wrap_and_after_a_resize() -> None:
+    term, replies = answering(b"x" * 10 + b"\x1b[6n", cols=10, rows=3)
+    assert replies == [b"\x1b[1;10R"]  # pending wrap: still the last column, as xterm
+    term.feed(b"y\x1b[6n")
+    assert replies[-1] == b"\x1b[2;2R"
+    term.resize(5, 40)
+    term.feed(b"\x1b[99;99H\x1b[6n")
+    assert replies[-1] == b"\x1b[5;40R"
+
+
+def test_cursor_report_honours_origin_mode() -> None:
+    # Scrolling region rows 5-10; in origin mode rows count from its top, as xterm reports them.
+    term, replies = answering(b"\x1b[5;10r\x1b[?6h\x1b[2;3H\x1b[6n\x1b[?6n")
+    assert term.cursor == (5, 2)  # screen row 6 = region row 2
+    assert replies == [b"\x1b[2;3R", b"\x1b[?2;3R"]
+    term.feed(b"\x1b[?6l\x1b[7;4H\x1b[6n")  # origin mode off: screen rows again
+    assert replies[-1] == b"\x1b[7;4R"
+    term.feed(b"\x1b[r\x1b[?6h\x1b[3;3H\x1b[6n")  # origin mode without a region: the screen
+    assert replies[-1] == b"\x1b[3;3R"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"\x1b[>c",  # secondary DA
+        b"\x1b[>0c",
+        b"\x1b[=c",  # tertiary DA
+        b"\x1b[1c",  # DA with a parameter other than 0
+        b"\x1b[?15n",  # printer status
+        b"\x1b[?26n",  # keyboard status
+        b"\x1b[6;1n",
+        b"\x1b[>6n",
+        b"\x1b[?5n",
+        b"\x1b[?1$p",  # DECRQM
+        b"\x1b[4$p",
+        b"\x1b[>q",  # XTVERSION
+        b"\x1b[>0q",
+        b"\x1b[21t",  # title report
+        b"\x1b[14t",  # window size in pixels
+        b"\x1b[18t",
+        b"\x1b[x",  # DECREQTPARM
+        b"\x1b[?u",  # kitty keyboard flags
+        b"\x1bP$qm\x1b\\",  # DECRQSS
+        b"\x1bP+q544e\x1b\\",  # XTGETTCAP
+        b"\x1b]10;?\x07",  # colour queries
+        b"\x1b]11;?\x1b\\",
+        b"\x1b]4;1;?\x07",
+        b"\x1bZ",  # DECID
+        b"\x05",  # ENQ (answerback)
+    ],
+)
+def test_other_queries_are_not_answered(query: bytes) -> None:
+    term, replies = answering(b"a" + query + b"b")
+    assert replies == []
+    for cut in range(1, len(query)):  # split anywhere: still no answer
+        term.feed(query[:cut])
+        term.feed(query[cut:])
+    assert replies == []
+    assert term.display_lines()[0] == "ab"
+
+
+def test_a_query_split_across_feeds_is_answered_once() -> None:
+    queries = b"\x1b[6n\x1b[?6n\x1b[5n\x1b[c\x1b[0c\x1b[>c\x1b[?1$p"
+    expected = [b"\x1b[1;3R", b"\x1b[?1;3R", b"\x1b[0n", b"\x1b[?62;22c", b"\x1b[?62;22c"]
+    data = b"ok" + queries + b"!"
+    for cut in range(len(data)):
+        term, replies = answering(data[:cut])
+        term.feed(data[cut:])
+        assert replies == expected, cut
+        assert term.display_lines()[0] == "ok!", cut
+    term, replies = answering()
+    for byte in data:  # one byte a feed
+        term.feed(bytes([byte]))
+    assert replies == expected
+    # The answer tells where the cursor was when the query's last byte came.
+    term, replies = answering(b"abc\x1b[")
+    term.feed(b"6n")
+    assert replies == [b"\x1b[1;4R"]
+
+
+def test_answers_follow_the_output_in_order_and_c1_csi() -> None:
+    term, replies = answering("\u009b6nab\x1b[6n\r\n\u009bc".encode())
+    assert replies == [b"\x1b[1;1R", b"\x1b[1;3R", b"\x1b[?62;22c"]
+    assert term.display_lines()[:2] == ["ab", ""]
+
+
+def test_without_a_callback_nothing_is_answered_and_the_screen_is_the_same(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    data = b"one\x1b[6n\x1b[c two\x1b[5n"
+    quiet = emulator(data)
+    term, replies = answering(data)
+    assert replies == [b"\x1b[1;4R", b"\x1b[?62;22c", b"\x1b[0n"]
+    assert quiet.display_lines() == term.display_lines()
+    assert capfd.readouterr() == ("", "")
+    with pytest.raises(TypeError, match="on_reply must be callable"):
+        TerminalEmulator(on_reply=b"x")  # type: ignore[arg-type]
+
+
+def test_an_unfinished_sequence_held_at_a_chunk_end_still_draws_after_it() -> None:
+    # A CSI cut at the chunk's end is held, not lost: the next chunk completes it.
+    term, replies = answering(b"red \x1b[1;3")
+    term.feed(b"1mword\x1b[0m \x1b[")
+    term.feed(b"6n")
+    assert term.display_lines()[0] == "red word"
+    assert term.rich_lines()[0].spans[0].style == Style(bold=True, color="red")
+    assert replies == [b"\x1b[1;10R"]
+    # An overlong one goes on to the parser, which drops it; no answer, later text drawn.
+    term.feed(b"\x1b[" + b"1;" * 300)
+    term.feed(b"6nmore")
+    assert replies == [b"\x1b[1;10R"]
+    assert "more" in term.display_lines()[0]
+
+
 # -- robustness -----------------------------------------------------------------------------------
 
 

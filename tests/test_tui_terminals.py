@@ -3,7 +3,9 @@ temporary socket; the terminals are real ptys in the daemon, the attach a real W
 
 A new tab runs a shell that echoes what is typed; the attach picker, close (detach) and kill act
 on the daemon's sessions; a run's own terminal is one key away from the runs table; a
-full-screen program gets application cursor keys and bracketed paste. Nothing in kyros is mocked.
+full-screen program gets application cursor keys and bracketed paste; a program asking where its
+cursor is gets the answer, but not for a query replayed from the scrollback. Nothing in kyros is
+mocked.
 """
 
 from __future__ import annotations
@@ -342,5 +344,103 @@ async def test_attaching_to_a_full_screen_program_shows_its_whole_screen(
         rows = view.screen_text()
         assert rows[:23] == ["#" * 80] * 23, rows[:3]
         assert view.emulator.in_alternate_screen
+    with term_daemon.client() as c:
+        c.kill_terminal(term["id"])
+
+
+QUERY_PROGRAM = r"""
+import os, select, sys, tty
+fd = sys.stdin.fileno()
+tty.setraw(fd)
+
+def answer(end):
+    # What the terminal typed back, up to ``end``; 10 s without it and the terminal never answered.
+    got = b""
+    while not got.endswith(end):
+        if not select.select([fd], [], [], 10)[0]:
+            return got + b" (no answer)"
+        got += os.read(fd, 64)
+    return got
+
+os.write(1, b"\x1b[2J\x1b[Hready\r\n")
+os.read(fd, 1)  # a key: the console is attached and the output is live
+os.write(1, b"\x1b[5;12H\x1b[6n")
+cpr = answer(b"R")
+os.write(1, b"\x1b[c")
+da = answer(b"c")
+os.write(1, b"\x1b[8;1H" + b"cpr=" + repr(cpr).encode() + b" da=" + repr(da).encode() + b"\r\n")
+os.read(fd, 1)
+"""
+
+
+async def test_a_program_asking_for_the_cursor_position_gets_it(
+    term_daemon: Daemon, tmp_path: Path
+) -> None:
+    """A program that writes ``CSI 6 n`` and waits for the answer in raw mode (as readline,
+    fish and prompt toolkits do) reads where its cursor is; ``CSI c`` gets primary device
+    attributes."""
+    script = tmp_path / "query.py"
+    script.write_text(QUERY_PROGRAM)
+    with term_daemon.client() as c:
+        term = c.create_terminal(
+            {"name": "query", "cwd": str(tmp_path), "command": [sys.executable, str(script)]}
+        )
+    app = console(term_daemon, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        _, view = await open_in_pane(app, pilot, term)
+        await until(pilot, lambda: view.screen_text()[0] == "ready", "the program's prompt")
+        await pilot.press("g")
+        await until(pilot, lambda: view.screen_text()[7].startswith("cpr="), "the answers")
+        assert view.screen_text()[7] == r"cpr=b'\x1b[5;12R' da=b'\x1b[?62;22c'"
+        await pilot.press("x")
+        await until(pilot, lambda: view.exited is not None, "the program to end")
+        assert view.exited == {"code": 0, "signal": None}
+        assert not errors_shown(app)
+
+
+STALE_QUERY_PROGRAM = r"""
+import os, select, sys, tty
+fd = sys.stdin.fileno()
+tty.setraw(fd)
+os.write(1, b"\x1b[6nasked\r\n")  # before any viewer: nobody answers
+while True:
+    got = os.read(fd, 64)
+    os.write(1, b"got " + repr(got).encode() + b"\r\n")
+    if got == b"z":  # now ask while the console watches
+        os.write(1, b"\x1b[6n")
+        if select.select([fd], [], [], 10)[0]:
+            os.write(1, b"then " + repr(os.read(fd, 64)).encode() + b"\r\n")
+"""
+
+
+async def test_a_query_in_the_replayed_scrollback_is_not_answered(
+    term_daemon: Daemon, tmp_path: Path
+) -> None:
+    """The attach replays the scrollback; the query in it was made before the console came and
+    its answer now would be typed into whatever the program reads next. A query the program
+    makes while the console watches is answered."""
+    script = tmp_path / "stale.py"
+    script.write_text(STALE_QUERY_PROGRAM)
+    with term_daemon.client() as c:
+        term = c.create_terminal(
+            {"name": "stale", "cwd": str(tmp_path), "command": [sys.executable, str(script)]}
+        )
+        deadline = time.monotonic() + 30
+        while "asked" not in c.terminal_logs(term["id"]):
+            assert time.monotonic() < deadline, "the program never asked"
+            time.sleep(0.05)
+    app = console(term_daemon, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        _, view = await open_in_pane(app, pilot, term)
+        await until(pilot, lambda: "asked" in view.screen_text(), "the replayed query")
+        await pilot.pause(0.5)  # time for a wrong answer to reach the program
+        await pilot.press("z")
+        await until(
+            pilot,
+            lambda: any(line.startswith("then") for line in view.screen_text()),
+            "the live answer",
+        )
+        assert view.screen_text()[:3] == ["asked", "got b'z'", r"then b'\x1b[3;1R'"]
+        assert not errors_shown(app)
     with term_daemon.client() as c:
         c.kill_terminal(term["id"])

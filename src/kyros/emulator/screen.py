@@ -338,8 +338,27 @@ class _Screen(pyte.Screen):
         last = row[x]
         row[x] = last._replace(data=unicodedata.normalize("NFC", last.data + mark))
 
+    # -- queries ------------------------------------------------------------------------------
+
+    def cursor_report(self) -> tuple[int, int]:
+        """``(row, col)`` as a cursor position report gives them, as xterm: 1-based, the row
+        counted from the top margin in origin mode (DECOM), a cursor waiting to wrap in the
+        last column."""
+        cursor = self.cursor
+        row = cursor.y + 1
+        if modes.DECOM in self.mode and self.margins is not None:
+            row -= self.margins.top
+        return max(1, row), min(cursor.x, self.columns - 1) + 1
+
+    def report_device_attributes(self, mode: int = 0, **kwargs: bool) -> None:
+        """Not answered here: queries that reach pyte's parser lost their prefix (``CSI > c``
+        arrives as ``CSI c``). The stream answers the complete ones (``_Stream._answer``)."""
+
+    def report_device_status(self, mode: int, **kwargs: bool) -> None:
+        """Not answered here, as :meth:`report_device_attributes`."""
+
     def write_process_input(self, data: str) -> None:
-        """Answers to device queries (DA, DSR) are dropped: the emulator has no output side."""
+        """Nothing pyte produces goes to the program: the stream answers queries itself."""
 
     def set_title(self, param: str) -> None:
         self.title = param

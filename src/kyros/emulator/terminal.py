@@ -3,9 +3,26 @@
 ``TerminalEmulator`` feeds bytes through a pyte stream into a pyte screen and adds what pyte
 lacks: the alternate screen (DECSET 1049/1047/47), a compact scrollback that alternate-screen
 output never enters, faster drawing, and removal of every string sequence (OSC, DCS, SOS, PM,
-APC) before pyte sees it. It has no output side at all — answers to device queries are dropped
-and nothing is ever written to a real terminal — so clipboard (OSC 52) and title (OSC 0/1/2)
-requests go nowhere; the title is only recorded (RELIABILITY S13).
+APC) before pyte sees it. Nothing it is fed ever reaches a real terminal: clipboard (OSC 52)
+and title (OSC 0/1/2) requests go nowhere; the title is only recorded (RELIABILITY S13).
+
+Its one output is the answer to the few queries a program waits for, given to the ``on_reply``
+callback (no callback: no answers) for the owner to type back into the pty:
+
+- the cursor position report, ``CSI 6 n`` → ``CSI row ; col R`` and ``CSI ? 6 n`` →
+  ``CSI ? row ; col R``: 1-based, the row counted from the top margin in origin mode (DECOM),
+  the column never past the last (a cursor waiting to wrap is in the last column), as xterm;
+- the operating status, ``CSI 5 n`` → ``CSI 0 n`` ("no malfunction");
+- primary device attributes, ``CSI c`` and ``CSI 0 c`` → :data:`PRIMARY_DA` (a VT220 with
+  ANSI colour).
+
+Readline, fish, vim and prompt toolkits ask these and stall or misplace their prompt without
+an answer, and the answers say nothing but where the cursor is and that a terminal is there.
+Every other query stays unanswered — secondary and tertiary DA (``CSI > c``, ``CSI = c``), other
+DSRs, DECRQM, XTVERSION, window and title reports, and whatever a string holds (DECRQSS,
+XTGETTCAP, OSC colour queries; strings are removed unread): their answers would be input the
+session never typed. A query split between two ``feed`` calls is answered once, when its last
+byte arrives: an unfinished CSI at the end of a chunk is held for the next one.
 
 Rendering (``rich_lines``) returns one ``rich.text.Text`` per screen row, ``row_segments`` one
 row as Rich segments, and ``take_dirty`` the rows changed since it was last called, so a view
@@ -44,6 +61,15 @@ _STRING_START = re.compile("\x1b[PX\\]^_]|[\x90\x98\x9d\x9e\x9f]|\x1b\\Z")
 _STRING_END = re.compile("[\x07\x18\x1a\x1b\x9c]")
 # A complete CSI sequence: prefix, parameters, intermediates, final byte.
 _CSI = re.compile("(?:\x1b\\[|\x9b)([<=>?]?)([0-9;:]*)([ -/]*)([@-~])")
+# The start of a CSI the chunk ended in: held until its final byte comes with the next chunk.
+_CSI_UNFINISHED = re.compile("(?:\x1b\\[|\x9b)[<=>?]?[0-9;:]*[ -/]*\\Z")
+# Longer unfinished sequences go to pyte's parser as they come (no query is this long).
+_HELD_LIMIT = 256
+#: The answer to primary device attributes: a VT220 (62) with ANSI colour (22). pyte's own
+#: answer, ``CSI ? 6 c``, is a VT102, which some programs take for a terminal without colour;
+#: the emulator draws SGR colours (256 and direct too) and VT220 controls such as C1 CSI, and
+#: claims nothing more (no 132 columns, sixels, soft fonts or printer).
+PRIMARY_DA = "\x1b[?62;22c"
 
 
 class _StringFilter:
@@ -133,12 +159,17 @@ class _Stream(pyte.ByteStream):
 
     pyte's parser takes escape sequences one character at a time (~1 µs each); a complete CSI
     sequence at ground state is parsed here with one regex match instead, which triples the
-    throughput of colourful output. Split or unusual sequences still go through pyte's parser.
+    throughput of colourful output. A CSI split between chunks is held (:data:`_HELD_LIMIT`
+    characters at most) and parsed here too once complete, so a query's prefix is never lost:
+    pyte's parser reads ``CSI > c`` as ``CSI c``. Unusual sequences (a control character inside a
+    CSI, an overlong one) still go through pyte's parser, which answers no query.
     """
 
-    def __init__(self, screen: _Screen) -> None:
+    def __init__(self, screen: _Screen, on_reply: Callable[[bytes], None] | None) -> None:
         self._strings = _StringFilter(screen.set_title)
         self._screen = screen
+        self._on_reply = on_reply
+        self._held = ""  # an unfinished CSI the last chunk ended in
         self._sgr: dict[tuple[Char, str], Char] = {}
         super().__init__(screen)
         # pyte honours charset designations (ESC ( 0 line drawing, SO/SI) only when it believes
@@ -149,6 +180,8 @@ class _Stream(pyte.ByteStream):
 
     def feed(self, data: bytes) -> None:  # type: ignore[override]  # as pyte's ByteStream
         text = self._strings.filter(self.utf8_decoder.decode(data))
+        if self._held:
+            text, self._held = self._held + text, ""
         draw = self._screen.draw
         match_text = self._text_pattern.match
         match_csi = _CSI.match
@@ -174,6 +207,9 @@ class _Stream(pyte.ByteStream):
                         pos = match.end()
                         self._dispatch_csi(*match.groups())
                         continue
+                    if end - pos <= _HELD_LIMIT and _CSI_UNFINISHED.match(text, pos):
+                        self._held = text[pos:]
+                        break
                 pos += 1
                 ground = bool(send(text[pos - 1]))
             except Exception:
@@ -183,7 +219,16 @@ class _Stream(pyte.ByteStream):
                 ground = True
         self._taking_plain_text = ground
 
+    def reset_parser(self) -> None:
+        """Back to ground state, forgetting any sequence begun (after an unexpected error)."""
+        self._held = ""
+        self._initialize_parser()
+
     def _dispatch_csi(self, prefix: str, params: str, intermediates: str, final: str) -> None:
+        if final in "nc":  # queries: only the few in the module docstring are answered
+            if self._on_reply is not None and not intermediates:
+                self._answer(prefix, params, final)
+            return
         handler = self._csi.get(final)
         if handler is None or intermediates or prefix in ("<", "=", ">"):
             return  # unsupported; ``CSI > 4;2 m`` (key modifiers) is not SGR 4;2
@@ -200,6 +245,20 @@ class _Stream(pyte.ByteStream):
             handler(*args, private=True)
         else:
             handler(*args)
+
+    def _answer(self, prefix: str, params: str, final: str) -> None:
+        """Answer DSR 6 (plain and DEC), DSR 5 and primary DA; nothing else."""
+        assert self._on_reply is not None
+        value = int(params) if params.isdigit() else None  # one parameter only
+        if final == "c":
+            if prefix == "" and (params == "" or value == 0):
+                self._on_reply(PRIMARY_DA.encode())
+            return
+        if value == 6 and prefix in ("", "?"):
+            row, col = self._screen.cursor_report()
+            self._on_reply(f"\x1b[{prefix}{row};{col}R".encode())
+        elif value == 5 and prefix == "":
+            self._on_reply(b"\x1b[0n")
 
     def _select_graphic_rendition(self, params: str) -> None:
         """SGR through a cache: the same few colour changes repeat throughout any output."""
@@ -240,14 +299,26 @@ def _sgr_subparams(params: str) -> list[int]:
 class TerminalEmulator:
     """The screen, scrollback and title of one terminal, fed with the bytes its pty writes.
 
+    ``on_reply`` is called, during :meth:`feed`, with the bytes that answer a query the output
+    made (see the module docstring), for the caller to write to the program's input in order
+    with typed keys; without it no query is answered. It must not feed this emulator.
     Thread-unsafe; feed and read from one thread (the daemon's event loop).
     """
 
-    def __init__(self, cols: int = 80, rows: int = 24, scrollback: int = 10_000) -> None:
+    def __init__(
+        self,
+        cols: int = 80,
+        rows: int = 24,
+        scrollback: int = 10_000,
+        *,
+        on_reply: Callable[[bytes], None] | None = None,
+    ) -> None:
         if cols < 1 or rows < 1 or scrollback < 0:
             raise ValueError(f"bad terminal size {cols}x{rows} or scrollback {scrollback}")
+        if on_reply is not None and not callable(on_reply):
+            raise TypeError(f"on_reply must be callable, not {type(on_reply).__name__}")
         self._screen = _Screen(cols, rows, scrollback)
-        self._stream = _Stream(self._screen)
+        self._stream = _Stream(self._screen, on_reply)
         self._styles = StyleCache()
 
     @property
@@ -265,7 +336,7 @@ class TerminalEmulator:
         except Exception:
             # Not expected (``_Stream`` absorbs parser errors); losing the rest of one chunk
             # is better than a dead terminal.
-            self._stream._initialize_parser()
+            self._stream.reset_parser()
 
     def resize(self, rows: int, cols: int) -> None:
         """Follow a resize of the pty; the cursor row stays on screen."""

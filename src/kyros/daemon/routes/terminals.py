@@ -12,6 +12,11 @@ sent a message only once it has drawn all but the last :data:`SCREEN_AHEAD` (it 
 with ``{"type": "drawn"}``), and at most one per :data:`SCREEN_FRAME_S`: a flood costs it a
 screenful per frame it can draw, and a keystroke's echo never waits behind output queued in the
 socket.
+
+So the first binary message of an attach, and the one after each ``lagged``, is old output
+replayed; every other one is output written since. A client that answers the program's queries
+(the console's terminal pane) answers them only in the latter: a query replayed from the
+scrollback was made before it came.
 """
 
 from __future__ import annotations

@@ -11,6 +11,17 @@ sends the next only then: output waits in the daemon (which skips it) rather tha
 or in queues here that a keystroke's echo would wait behind. Only rows the emulator reports
 changed (plus the cursor's) are drawn again, at Textual's next frame.
 
+The emulator answers the queries a program waits for (the cursor position, the status, primary
+device attributes; see :mod:`kyros.emulator.terminal`), and the answers are typed into the
+terminal like keys, by the drain task once the slice that held the query is fed — in order with
+keys typed before and after. Only live output is answered. The attach's first message is the
+scrollback, and the message after a ``lagged`` notice is the scrollback again on a reset screen
+(:mod:`kyros.daemon.routes.terminals`): queries in them were made long ago, answered already or
+abandoned, and an answer now would be input the program never asked for, typed into whatever
+it reads meanwhile (a shell prompt, an editor). Every later message is output the program
+wrote since the attach, skipped to its newest screenful under a flood: a query in it is
+answered; one in a stretch the daemon skipped is not.
+
 Every key goes to the program except ``ctrl+q`` (quit the console) and the leave key
 (:data:`LEAVE_KEY`; the app rebinds it to the ``detach_key`` setting through the keymap id
 :data:`LEAVE_BINDING`), which hands the focus back to the console. ``ctrl+p`` reaches the
@@ -115,7 +126,7 @@ class TerminalView(Widget, can_focus=True):
         self.label = label or terminal_id
         # No scrollback: the pane shows the screen (`kyros term logs` has the history), and
         # 10,000 kept rows would be ~1.4 M references for every full garbage collection to walk.
-        self.emulator = TerminalEmulator(cols=80, rows=24, scrollback=0)
+        self.emulator = TerminalEmulator(cols=80, rows=24, scrollback=0, on_reply=self._reply)
         self.backlog = Backlog(self.emulator.feed)
         #: ``{"code", "signal"}`` once the program ended.
         self.exited: dict[str, Any] | None = None
@@ -129,6 +140,11 @@ class TerminalView(Widget, can_focus=True):
         self._drain: asyncio.Task[None] | None = None
         self._fed = asyncio.Event()  # set while nothing waits to be fed
         self._fed.set()
+        # Whether the message being fed is live output, whose queries are answered. One message
+        # is fed at a time: the next is read only once the backlog is drained (``_fed``).
+        self._live = False
+        self._replay_next = True  # the attach's first message is the scrollback
+        self._replies: list[bytes] = []  # answers to send once the current slice is fed
 
     # --- state ------------------------------------------------------------------------------
 
@@ -166,6 +182,7 @@ class TerminalView(Widget, can_focus=True):
         from websockets.exceptions import ConnectionClosed
 
         self._conn, self._attaching = conn, False
+        self._replay_next = True  # each attach starts with the scrollback
         try:
             if (self.emulator.rows, self.emulator.cols) != (rows, cols):  # resized meanwhile
                 await conn.send(
@@ -179,6 +196,7 @@ class TerminalView(Widget, can_focus=True):
             self.post_message(self.Attached(self))
             async for message in conn:
                 if isinstance(message, bytes):
+                    self._live, self._replay_next = not self._replay_next, False
                     self._received(message)
                     await self._fed.wait()
                     # The daemon may send the next one. It may also have said ``exit`` and
@@ -229,10 +247,22 @@ class TerminalView(Widget, can_focus=True):
         try:
             while self.backlog.drain(DRAIN_SLICE_S):
                 self._mark_changed()
+                await self._send_replies()
                 await asyncio.sleep(0)  # let keys, the reader and repaints in between slices
             self._mark_changed()
+            await self._send_replies()
         finally:
             self._fed.set()
+
+    def _reply(self, data: bytes) -> None:
+        """The emulator answered a query: sent after this slice if the output is live."""
+        if self._live:
+            self._replies.append(data)
+
+    async def _send_replies(self) -> None:
+        if self._replies:
+            data, self._replies = b"".join(self._replies), []
+            await self._send(data)
 
     def _control(self, text: str) -> None:
         try:
@@ -240,7 +270,9 @@ class TerminalView(Widget, can_focus=True):
         except ValueError:
             return
         kind = control.get("type") if isinstance(control, dict) else None
-        if kind == "exit":
+        if kind == "lagged":  # the scrollback comes next, replayed on a reset screen
+            self._replay_next = True
+        elif kind == "exit":
             self.exited = {"code": control.get("code"), "signal": control.get("signal")}
             self._note(exit_note(self.exited["code"], self.exited["signal"]))
             self.post_message(self.Exited(self, self.exited["code"], self.exited["signal"]))
