@@ -46,9 +46,7 @@ async def clock(conn: Conn, *, postgres: bool) -> datetime:
 
 
 def _live(postgres: bool) -> ColumnElement[bool]:
-    return and_(
-        service_registry.c.state.in_(LIVE), service_registry.c.expires_at >= _now(postgres)
-    )
+    return and_(service_registry.c.state.in_(LIVE), service_registry.c.expires_at >= _now(postgres))
 
 
 async def get(conn: Conn, node_id: str, *, lock: bool = False) -> dict[str, Any] | None:
