@@ -142,6 +142,8 @@ class Run(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: The registry id of the node whose worker claimed the run's job last (None: not yet).
+    node: str | None = None
 
 
 class RunList(BaseModel):
@@ -640,6 +642,9 @@ class Health(BaseModel):
     pid: int
     #: None when the daemon listens on its Unix socket only.
     tcp: TcpListener | None = None
+    #: This daemon's id in the service registry, and its role (all, api, worker).
+    node: str | None = None
+    role: str | None = None
 
 
 class Check(BaseModel):
@@ -704,3 +709,56 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class NodeCapabilities(BaseModel):
+    """What a node offers: configured models, providers it holds keys for (never the keys),
+    the workspace roots it can see, a sandbox (bwrap) installed, terminals, jobs run."""
+
+    models: list[str] = []
+    providers: list[str] = []
+    workspace_roots: list[str] = []
+    sandbox: bool = False
+    terminals: bool = False
+    runs_jobs: bool = False
+
+
+class Node(BaseModel):
+    """One daemon in the service registry (docs/cluster.md)."""
+
+    id: str
+    #: all (serves clients and runs jobs), api (serves clients) or worker (runs jobs).
+    role: Literal["all", "api", "worker"]
+    host: str
+    pid: int
+    version: str
+    api_version: str
+    schema_revision: str
+    #: Where other nodes and clients reach it (http(s)://HOST:PORT or unix:///path).
+    url: str | None = None
+    capabilities: NodeCapabilities
+    #: Jobs it runs at once (0 on an api node), and how many it runs now.
+    capacity: int
+    load: int
+    #: up, draining (claims nothing new, finishes what runs) or down (stopped, or its
+    #: heartbeat expired by the database's clock).
+    state: Literal["up", "draining", "down"]
+    #: Bumped at every registration of this id.
+    incarnation: int
+    started_at: datetime
+    last_heartbeat: datetime
+    #: When its lease runs out unless renewed, by the registry's (the database's) clock.
+    expires_at: datetime
+    stopped_at: datetime | None = None
+    #: Why it is down, or None.
+    reason: str | None = None
+    #: Seconds since its last heartbeat, by the registry's clock when this was read.
+    heartbeat_age: float
+
+
+class NodeList(BaseModel):
+    """Every node that joined this database, live ones first."""
+
+    nodes: list[Node]
+    #: The registry's clock (the database's) when the list was read.
+    now: datetime

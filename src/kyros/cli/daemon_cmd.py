@@ -46,6 +46,24 @@ def serve(
             help="Started in the background by a client, which may restart it while idle.",
         ),
     ] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            metavar="all|api|worker",
+            help="all: serve clients and run jobs (default); api: serve clients, run no jobs; "
+            "worker: run jobs, serve only health and the registry [setting node_role].",
+            show_default=False,
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            "--node-id",
+            help="This daemon's id in the service registry [setting node_id].",
+            show_default=False,
+        ),
+    ] = None,
     allow_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -60,7 +78,14 @@ def serve(
     from kyros.daemon.server import TcpOptions, parse_listen
     from kyros.daemon.server import serve as run_server
 
-    loaded = settings({"workers": workers, "allowed_hosts": _allowed_hosts(allow_host)})
+    loaded = settings(
+        {
+            "workers": workers,
+            "allowed_hosts": _allowed_hosts(allow_host),
+            "node_role": role,
+            "node_id": node_id,
+        }
+    )
     tcp = None
     if listen:
         host, port = parse_listen(listen)
@@ -145,6 +170,8 @@ def status(json_out: JsonOpt = False) -> None:
         f"{health['pid']}) at {c.target.describe()}: "
         f"{'ready' if ready.get('ready') else 'NOT ready'}"
     )
+    if health.get("node"):
+        typer.echo(f"  node {health['node']}, role {health.get('role')}")
     for name, check in ready.get("checks", {}).items():
         typer.echo(f"  {'ok ' if check['ok'] else 'BAD'} {name}: {check['detail']}")
     tcp = health.get("tcp")

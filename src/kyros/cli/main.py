@@ -38,6 +38,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "Open the console: runs, agents and approvals live, a run's events, plan and diff.",
     ),
     "daemon": ("kyros.cli.daemon_cmd", "Run or manage the kyros daemon."),
+    "nodes": (
+        "kyros.cli.nodes_cmd",
+        "The daemons sharing the store (service registry): ls, show, drain.",
+    ),
     "db": ("kyros.cli.db_cmd", "Store migrations."),
     "config": ("kyros.cli.config_cmd", "Inspect configuration."),
     "auth": ("kyros.cli.auth_cmd", "Store, list and remove provider API keys."),

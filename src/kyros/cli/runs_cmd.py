@@ -80,6 +80,8 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id.")], json_out: JsonO
     say = _say
     say(f"{run['id']}  {run['kind']}  {run['status']}  model={run.get('model')}")
     say(f"goal: {run['goal']}")
+    if run.get("node"):
+        say(f"node: {run['node']}")
     choice = _choice_line(run)
     if choice:
         say(choice)

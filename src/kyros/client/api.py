@@ -287,6 +287,16 @@ class Client:
     def thread(self, ref: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/threads/{ref}"))
 
+    def nodes(self) -> dict[str, Any]:
+        """The service registry: ``{"nodes": [...], "now": the database's clock}``."""
+        return dict(self.request("GET", "/v1/registry"))
+
+    def node(self, node_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/registry/{quote(node_id, safe='')}"))
+
+    def drain_node(self, node_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/registry/{quote(node_id, safe='')}/drain"))
+
     def agents_status(self) -> list[dict[str, Any]]:
         return self._items(self.request("GET", "/v1/agents/status"), "agents")
 

@@ -28,6 +28,7 @@ from kyros.core.bus import EventBus
 from kyros.core.jobs.handlers import HandlerRegistry, register_builtin
 from kyros.core.jobs.pool import PoolConfig, WorkerPool
 from kyros.core.live_settings import LiveSettings
+from kyros.core.registry import NodeRegistry, capabilities, default_node_id
 from kyros.core.runs.conversations import ThreadService
 from kyros.core.runs.critic import CriticExecutor
 from kyros.core.runs.implement import ImplementExecutor
@@ -80,6 +81,7 @@ class Core:
         backend: LLMBackend | None = None,
         migrate_on_start: bool = True,
         autostarted: bool = False,
+        node_url: str | None = None,
     ) -> None:
         self.loaded = loaded
         s = loaded.settings
@@ -107,6 +109,19 @@ class Core:
                 retry_max_seconds=s.retry_max_seconds,
                 shutdown_grace_seconds=s.shutdown_grace_seconds,
             ),
+        )
+        node_id = s.node_id or default_node_id(loaded.paths.state_dir)
+        self.pool.node_id = node_id
+        self.nodes = NodeRegistry(
+            self.store,
+            self.pool,
+            node_id=node_id,
+            role=s.node_role,
+            url=s.node_url or node_url or f"unix://{loaded.paths.socket}",
+            heartbeat_seconds=s.node_heartbeat_seconds,
+            expiry_seconds=s.node_expiry_seconds,
+            reaper_seconds=s.reaper_seconds,
+            capabilities=self._capabilities,
         )
         self.credentials = credentials_for(loaded)
         self.keys = LiveKeys(self.credentials.provider_keys, loaded.provider_keys)
@@ -211,6 +226,15 @@ class Core:
             "keys": keys,
         }
 
+    def _capabilities(self) -> dict[str, Any]:
+        s = self.loaded.settings
+        return capabilities(
+            role=s.node_role,
+            models=[*s.models, *([s.model] if s.model else [])],
+            key_vars=list(self.keys()),
+            workspace_roots=["/"],  # every path of this machine; routing by root comes later
+        )
+
     def _load_plugin(self, name: str) -> None:
         try:
             module = importlib.import_module(name)
@@ -226,6 +250,8 @@ class Core:
             return self._backend
 
     async def start(self, *, warm_backend: bool = True) -> None:
+        # Before any migration: never upgrade a schema under live nodes of another version.
+        await self.nodes.check_compatible()
         if self.migrate_on_start:
             async with self.store.read() as conn:
                 current = await revision.current(conn)
@@ -243,8 +269,14 @@ class Core:
         if stale:
             log.warning("settled %d model call(s) left in flight by an earlier daemon", stale)
         await self.keys.refresh()
-        await self.pool.void_dead_local_leases()
-        self.pool.start()
+        await self.nodes.join()
+        try:
+            await self.pool.void_dead_local_leases()
+        except BaseException:
+            await self.nodes.stop()
+            raise
+        self.pool.start(run_jobs=self.nodes.runs_jobs)
+        self.nodes.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="kyros-store-maintenance")
         if warm_backend:
             self._warm = asyncio.create_task(self._warm_backend(), name="kyros-warm-ai")
@@ -295,6 +327,7 @@ class Core:
         # Jobs first: a run's command keeps its terminal through the grace period, so a
         # shutdown is never reported to the model as a command killed by signal 15.
         await self.pool.stop()
+        await self.nodes.stop()
         await self.terminals.close_all()
         close = getattr(self._backend, "aclose", None)  # the provider connections it kept
         if close is not None:
@@ -322,10 +355,18 @@ class Core:
             }
         except KyrosError as exc:
             checks["migrations"] = {"ok": False, "detail": exc.message}
-        checks["workers"] = {
-            "ok": self.pool.alive,
-            "detail": f"{self.pool.busy}/{self.pool.config.workers} busy"
-            + (f"; last error: {self.pool.last_error}" if self.pool.last_error else ""),
+        if self.nodes.runs_jobs:
+            checks["workers"] = {
+                "ok": self.pool.alive,
+                "detail": f"{self.pool.busy}/{self.pool.config.workers} busy"
+                + ("; draining" if not self.pool.claiming else "")
+                + (f"; last error: {self.pool.last_error}" if self.pool.last_error else ""),
+            }
+        else:
+            checks["workers"] = {"ok": self.pool.alive, "detail": "none: an api node runs no jobs"}
+        checks["node"] = {
+            "ok": self.nodes.alive,
+            "detail": f"{self.nodes.node_id} ({self.nodes.role}, {self.nodes.state})",
         }
         checks["ai"] = self._backend_check()
         return checks

@@ -18,6 +18,7 @@ from kyros.daemon.routes import (
     health,
     misc,
     models,
+    registry,
     runs,
     terminals,
     threads,
@@ -95,6 +96,25 @@ def create_app(core: Core) -> FastAPI:
         return _crash_response(exc)
 
     app.include_router(health.router)
+    app.include_router(registry.router)
+    if core.nodes.role == "worker":
+        # A worker serves only what other nodes and operators need of it (docs/cluster.md):
+        # health, readiness and the registry. Any other path says where to go instead.
+        @app.api_route(
+            "/{path:path}",
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            include_in_schema=False,
+        )
+        async def _not_on_workers(path: str) -> JSONResponse:
+            return _error(
+                404,
+                "worker_node",
+                f"/{path} is not served here: node {core.nodes.node_id} is a worker (it runs "
+                "jobs and serves only /healthz, /readyz and /v1/registry); send requests to an "
+                "api or all node",
+            )
+
+        return app
     app.include_router(runs.router)
     app.include_router(misc.router)
     app.include_router(agents.router)
@@ -121,9 +141,11 @@ class HotReads:
         self.app = app
         self.state = app.state
         self.siblings = _run_path_siblings(app)
+        # A worker serves no runs (create_app): its catch-all answers instead.
+        self.fast = app.state.core.nodes.role != "worker"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if self.fast and scope["type"] == "http" and scope["method"] == "GET":
             path: str = scope["path"]
             if path.startswith(runs.RUN_PATH_PREFIX) and path not in self.siblings:
                 run_id = path[len(runs.RUN_PATH_PREFIX) :]

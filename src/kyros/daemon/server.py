@@ -194,6 +194,7 @@ def serve(loaded: Loaded, tcp: TcpOptions | None = None, *, autostarted: bool = 
                     "tcp": f"{tcp.host}:{tcp.port}" if tcp else None,
                     "started_at": time.time(),
                     "autostarted": autostarted,
+                    "role": loaded.settings.node_role,
                 }
             ),
         )
@@ -216,7 +217,12 @@ async def _run(
     tcp: TcpOptions | None,
     autostarted: bool = False,
 ) -> None:
-    core = Core(loaded, autostarted=autostarted)
+    scheme = "https" if tcp is not None and tcp.tls_cert else "http"
+    core = Core(
+        loaded,
+        autostarted=autostarted,
+        node_url=f"{scheme}://{tcp.host}:{tcp.port}" if tcp is not None else None,
+    )
     await core.start()
     app = create_app(core)
     asgi = HotReads(app)
@@ -259,12 +265,14 @@ async def _run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop)
     log.info(
-        "kyros daemon %s ready on %s%s (pid %s, store %s)",
+        "kyros daemon %s ready on %s%s (pid %s, store %s, node %s, role %s)",
         __version__,
         loaded.paths.socket,
         f" and {tcp.host}:{tcp.port}" if tcp else "",
         os.getpid(),
         core.store.dialect,
+        core.nodes.node_id,
+        core.nodes.role,
     )
     try:
         await asyncio.gather(

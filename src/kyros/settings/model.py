@@ -8,9 +8,16 @@ these models costs a client ~100 ms of its start-up, and a client needs four set
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kyros.errors import UsageError
 from kyros.hosts import MalformedHost, canonical_name
@@ -233,6 +240,33 @@ class Settings(BaseModel):
         description="On stop, how long running jobs and their commands get to finish before "
         "they are checkpointed and released to the queue.",
     )
+    node_role: Literal["all", "api", "worker"] = Field(
+        default="all",
+        description="What this daemon does in a cluster (docs/cluster.md): all (serve clients "
+        "and run jobs), api (serve clients, run no jobs) or worker (run jobs; serves only "
+        "/healthz, /readyz and the registry). `kyros daemon serve --role`.",
+    )
+    node_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="This daemon's id in the service registry; default: the machine's name "
+        "and a suffix kept in the state dir. Unique among the nodes of one database.",
+    )
+    node_url: str | None = Field(
+        default=None,
+        description="The address other nodes and clients reach this daemon at, as shown in "
+        "the registry; default: its TCP listener (http://HOST:PORT), else its Unix socket.",
+    )
+    node_heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="How often a node renews its registry lease."
+    )
+    node_expiry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A node whose registry lease is this old by the database's clock is "
+        "marked down by any live node's reaper (every reaper_seconds).",
+    )
     reconnect_seconds: float = Field(
         default=DEFAULT_RECONNECT_SECONDS,
         ge=0,
@@ -266,6 +300,16 @@ class Settings(BaseModel):
     trusted_projects: list[str] = Field(
         default_factory=list, description="Projects whose .kyros.toml is applied."
     )
+
+    @model_validator(mode="after")
+    def _expiry_outlasts_heartbeats(self) -> Settings:
+        if self.node_expiry_seconds <= self.node_heartbeat_seconds:
+            raise ValueError(
+                f"node_expiry_seconds ({self.node_expiry_seconds:g}) must exceed "
+                f"node_heartbeat_seconds ({self.node_heartbeat_seconds:g}): a live node would "
+                "expire between two heartbeats"
+            )
+        return self
 
     @field_validator("detach_key")
     @classmethod
@@ -330,6 +374,8 @@ def validate(raw: dict[str, Any], raw_sources: dict[str, str]) -> tuple[Settings
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])} ({sources.get(str(err['loc'][0]), '?')}): "
             f"{err['msg']}"
+            if err["loc"]
+            else str(err["msg"])  # a check across settings (model_validator) names them
             for err in exc.errors()
         )
         # Messages may quote what was given; a key given in the wrong place is not printed.

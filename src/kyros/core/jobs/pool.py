@@ -32,6 +32,7 @@ from kyros.core.ids import new_id
 from kyros.core.jobs.handlers import HandlerRegistry, JobContext, LeaseLost, Released
 from kyros.core.store import events as events_repo
 from kyros.core.store import jobs as jobs_repo
+from kyros.core.store import nodes as nodes_repo
 from kyros.core.store.bridge import Conn
 from kyros.core.store.engine import Store
 from kyros.core.store.jobs import ClaimedJob, Settlement
@@ -59,7 +60,7 @@ class PoolConfig:
     shutdown_grace_seconds: float = 10.0
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs here; a zombie (exited, not yet reaped) does not."""
     try:
         os.kill(pid, 0)
@@ -97,6 +98,11 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.last_error: str | None = None
+        #: This node's registry id, written on the jobs and runs it claims (docs/cluster.md).
+        self.node_id: str | None = None
+        #: False while the node drains, and on a node that runs no jobs (``--role api``):
+        #: nothing new is claimed; what runs finishes.
+        self.claiming = True
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -114,7 +120,7 @@ class WorkerPool:
         for owner in owners:
             name, _, rest = owner.partition(":")
             pid = rest.partition(":")[0]
-            if owner != self.owner and name == host and pid.isdigit() and not _alive(int(pid)):
+            if owner != self.owner and name == host and pid.isdigit() and not pid_alive(int(pid)):
                 dead.append(owner)
         if not dead:
             return 0
@@ -123,12 +129,16 @@ class WorkerPool:
         log.warning("%d job(s) held by a daemon that died are re-queued now", voided)
         return voided
 
-    def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._dispatch_loop(), name="kyros-dispatch"),
-            asyncio.create_task(self._heartbeat_loop(), name="kyros-heartbeat"),
-            asyncio.create_task(self._reaper_loop(), name="kyros-reaper"),
-        ]
+    def start(self, *, run_jobs: bool = True) -> None:
+        """Start the loops. Without ``run_jobs`` (an ``api`` node) only the reaper runs: it
+        re-queues the jobs of workers that died, whichever node notices first."""
+        self.claiming = self.claiming and run_jobs
+        self._tasks = [asyncio.create_task(self._reaper_loop(), name="kyros-reaper")]
+        if run_jobs:
+            self._tasks += [
+                asyncio.create_task(self._dispatch_loop(), name="kyros-dispatch"),
+                asyncio.create_task(self._heartbeat_loop(), name="kyros-heartbeat"),
+            ]
 
     @property
     def alive(self) -> bool:
@@ -212,7 +222,7 @@ class WorkerPool:
         the claimed jobs and how many were asked for."""
         settled, self._settled = self._settled, []
         give_ups, self._give_ups = self._give_ups, []
-        claim = claim and not self._stopping
+        claim = claim and not self._stopping and self.claiming
         free = self.config.workers - len(self._running) if claim else 0
         published: list[dict[str, Any]] = []
         try:
@@ -225,6 +235,10 @@ class WorkerPool:
                             conn, job.id, job.run_id, status, reason
                         )
                 claimed = await self._claim(conn, free) if claim else []
+                if claimed and self.node_id is not None:
+                    await nodes_repo.note_claims(
+                        conn, self.node_id, [j.run_id for j in claimed if j.run_id]
+                    )
         except BaseException:
             # Nothing was written: keep the outcomes for the next try.
             self._settled[:0] = settled
@@ -247,7 +261,11 @@ class WorkerPool:
             self._isolating = False
             self._next_probe = 0.0  # after this one, look for the next suspect at once
             suspect = await jobs_repo.claim_suspect(
-                conn, self.owner, self.config.lease_seconds, postgres=self.store.is_postgres
+                conn,
+                self.owner,
+                self.config.lease_seconds,
+                postgres=self.store.is_postgres,
+                node=self.node_id,
             )
             if suspect is not None:
                 log.warning(
@@ -257,7 +275,12 @@ class WorkerPool:
                 )
             return [suspect] if suspect is not None else []
         return await jobs_repo.claim(
-            conn, self.owner, free, self.config.lease_seconds, postgres=self.store.is_postgres
+            conn,
+            self.owner,
+            free,
+            self.config.lease_seconds,
+            postgres=self.store.is_postgres,
+            node=self.node_id,
         )
 
     @staticmethod

@@ -226,6 +226,7 @@ def _claim_statement(postgres: bool, *, suspects: bool = False) -> Any:
         "lease_owner": bindparam("c_owner"),
         "lease_expires_at": bindparam("c_expires", type_=jobs.c.lease_expires_at.type),
         "fencing_token": jobs.c.fencing_token + 1,
+        "claimed_by": bindparam("c_node", type_=jobs.c.claimed_by.type),
         "updated_at": bindparam("c_updated", type_=jobs.c.updated_at.type),
     }
     if suspects:
@@ -256,22 +257,40 @@ _CLAIM = {
 
 
 async def claim(
-    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool
+    conn: Conn,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    postgres: bool,
+    node: str | None = None,
 ) -> list[ClaimedJob]:
-    """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL)."""
-    return await _claim(conn, owner, limit, lease_seconds, postgres=postgres, suspects=False)
+    """Atomically take up to ``limit`` runnable jobs for ``owner`` (SKIP LOCKED on PostgreSQL);
+    ``node``, the claiming node's registry id, is kept in ``claimed_by``."""
+    return await _claim(
+        conn, owner, limit, lease_seconds, postgres=postgres, suspects=False, node=node
+    )
 
 
 async def claim_suspect(
-    conn: Conn, owner: str, lease_seconds: float, *, postgres: bool
+    conn: Conn, owner: str, lease_seconds: float, *, postgres: bool, node: str | None = None
 ) -> ClaimedJob | None:
     """Take one due suspect for an isolated attempt: the caller runs nothing else meanwhile."""
-    claimed = await _claim(conn, owner, 1, lease_seconds, postgres=postgres, suspects=True)
+    claimed = await _claim(
+        conn, owner, 1, lease_seconds, postgres=postgres, suspects=True, node=node
+    )
     return claimed[0] if claimed else None
 
 
 async def _claim(
-    conn: Conn, owner: str, limit: int, lease_seconds: float, *, postgres: bool, suspects: bool
+    conn: Conn,
+    owner: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    postgres: bool,
+    suspects: bool,
+    node: str | None,
 ) -> list[ClaimedJob]:
     if limit <= 0:
         return []
@@ -282,6 +301,7 @@ async def _claim(
             "c_now": now,
             "c_limit": limit,
             "c_owner": owner,
+            "c_node": node,
             "c_expires": now + timedelta(seconds=lease_seconds),
             "c_updated": now,
         },

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from kyros.core.store.bridge import Conn
 
 #: The newest migration in ``migrations/versions``. Bump it with every new migration.
-HEAD = "0005"
+HEAD = "0006"
 
 
 async def current(conn: Conn) -> str | None:

@@ -94,6 +94,8 @@ runs = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
+    # The registry id of the node whose worker claimed the run's job last (docs/cluster.md).
+    Column("node", String(128)),
     Index(None, "status"),
     Index(None, "created_at"),
 )
@@ -125,6 +127,8 @@ jobs = Table(
     # against it (a stall); ``losses`` counts crashes it was only present at.
     Column("isolated", Boolean, nullable=False, default=False),
     Column("losses", Integer, nullable=False, default=0),
+    # The registry id of the node that claimed the latest attempt; kept after it settles.
+    Column("claimed_by", String(128)),
     # The claim query walks this index in order: queued, most urgent, oldest first.
     Index(None, "status", "priority", "id"),
     Index(None, "status", "lease_expires_at"),
@@ -270,6 +274,33 @@ usage = Table(
     Index(None, "created_at"),
     Index(None, "agent", "created_at"),
     Index(None, "outcome"),
+)
+
+
+service_registry = Table(
+    "service_registry",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),  # all | api | worker
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("api_version", String(16), nullable=False),
+    Column("schema_revision", String(32), nullable=False),
+    Column("url", Text),
+    Column("capabilities", JSON, nullable=False),
+    Column("capacity", Integer, nullable=False, default=0),
+    Column("load", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),  # up | draining | down
+    # Bumped at every registration: a heartbeat of an earlier incarnation matches no row.
+    Column("incarnation", BigInteger, nullable=False, default=0),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_heartbeat", UTCDateTime, nullable=False),
+    # Set from the DATABASE's clock on PostgreSQL (ADR 0028): nodes' clocks need not agree.
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),
+    Column("reason", Text),
+    Index(None, "state", "expires_at"),
 )
 
 

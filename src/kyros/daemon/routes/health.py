@@ -18,10 +18,18 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health)
 async def healthz(request: Request) -> Health:
-    """The process answers (and its TCP listener's names). Cheap: touches nothing else."""
+    """The process answers (and its TCP listener's names, its node id and role). Cheap:
+    touches nothing else."""
     tcp = getattr(request.app.state, "tcp", None)
+    nodes = request.app.state.core.nodes
     return Health(
-        status="ok", version=__version__, api_version=API_VERSION, pid=os.getpid(), tcp=tcp
+        status="ok",
+        version=__version__,
+        api_version=API_VERSION,
+        pid=os.getpid(),
+        tcp=tcp,
+        node=nodes.node_id,
+        role=nodes.role,
     )
 
 
