@@ -26,8 +26,10 @@ def _reply_factory() -> Any:
         done = sum(1 for m in messages if m.get("role") == "tool")
         if done >= TURNS:
             return "read everything"
-        args = json.dumps({"path": "main.py", "start_line": 1, "end_line": 1 + done % 3})
-        # Ids differ per turn; the arguments cycle, so no call repeats three times in a row.
+        line = 1 + done
+        args = json.dumps({"path": "main.py", "start_line": line, "end_line": line + 1})
+        # Each turn reads the next lines: no call, and no block of calls, repeats (a repeated
+        # block of up to four calls is a loop the run halts on).
         return {"tool_calls": [{"id": f"c{done}", "name": "read_file", "arguments": args}]}
 
     return reply
@@ -83,7 +85,7 @@ def run() -> list[Result]:
     with temp_base("kbl") as base:
         root = base / "ws"
         root.mkdir()
-        (root / "main.py").write_text("def main():\n    print('hi')\n\nmain()\n")
+        (root / "main.py").write_text("".join(f"print({n})\n" for n in range(TURNS + 2)))
         anchor = asyncio.run(_anchor(model, root))
         measured = asyncio.run(_kyros(base, model, root))
     turns = TURNS + 1

@@ -202,6 +202,16 @@ def test_a_second_node_with_a_live_nodes_id_is_refused() -> None:
         # Stopped cleanly, the id is free again.
         b = start_daemon(b_env, "--role", "worker", "--node-id", "same")
         b.stop()
+        # Killed, and restarted on this host at once (a supervisor): its pid no longer runs,
+        # so the id is taken back without waiting out the lease.
+        c = start_daemon(a_env, "--role", "worker", "--node-id", "same")
+        c.proc.kill()
+        c.proc.wait(10)
+        d = start_daemon(b_env, "--role", "worker", "--node-id", "same")
+        try:
+            assert _nodes_via_store(url)["same"]["pid"] == d.proc.pid
+        finally:
+            d.stop()
 
 
 def _nodes_via_store(url: str) -> dict[str, dict[str, Any]]:

@@ -314,19 +314,20 @@ def test_rich_lines_are_exactly_as_wide_as_the_screen() -> None:
         assert line.end == ""
 
 
-def test_rendering_a_colourful_screen_is_fast() -> None:
+def test_a_colourful_screen_renders_every_cells_style() -> None:
+    # How fast this renders is the console benchmarks' to say (benchmarks/tui_terminal.py,
+    # tui_frames.py); here, that the cache behind the fast path gives what was drawn.
     term = TerminalEmulator(cols=200, rows=50)
     cells = b"".join(
         b"\x1b[38;5;%d;48;2;%d;%d;0;%dm%s" % (n % 256, n % 200, n % 7, 1 + n % 9, b"ab\xe4\xb8\xad")
         for n in range(2600)
     )
     term.feed(cells)
-    assert len(term.rich_lines()[10].spans) > 40
-    start = time.perf_counter()
-    for _ in range(100):
-        term.rich_lines(show_cursor=True)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"100 renders of a 200x50 screen took {elapsed:.2f} s"
+    first = term.rich_lines(show_cursor=True)
+    assert len(first[10].spans) > 40
+    again = term.rich_lines(show_cursor=True)
+    assert [line.plain for line in again] == [line.plain for line in first]
+    assert [line.spans for line in again] == [line.spans for line in first]
 
 
 def test_line_drawing_charset() -> None:

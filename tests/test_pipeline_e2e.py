@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.conftest import Daemon, run_cli
 from tests.support.buggy_repo import FIX, call, make_repo, run_tests
 from tests.support.fake_openai import FakeOpenAI, Reply
 
@@ -116,6 +116,31 @@ def test_pipeline_passes_the_gate_and_exits_with_its_verdict(
     assert any("Fix the operator" in str(m.get("content")) for m in implement_prompt)
     assert shared_daemon.cli("run", "apply", run["id"]).returncode == 0
     assert run_tests(repo).returncode == 0
+
+
+def test_every_stage_uses_the_model_the_client_sent(
+    shared_daemon: Daemon, repo: Path, fake_openai: FakeOpenAI
+) -> None:
+    """KYROS_MODEL and KYROS_API_BASE in the user's shell, not the daemon's: the pipeline and
+    each of its stages choose with them (ADR 0017), so every request reaches that model."""
+    fake_openai.enqueue(
+        Reply(text=json.dumps(PLAN)),
+        Reply(tool_calls=[call("c1", "apply_patch", patch=FIX)]),
+        Reply(text="fixed"),
+        verdict("pass", 88),
+    )
+    env = {**shared_daemon.env, "KYROS_MODEL": "openai/from-env", "KYROS_API_BASE": fake_openai.url}
+    out = run_cli(env, "run", "pipeline", "make the tests pass", "-w", str(repo), "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["status"] == "succeeded", run
+    assert [r.body["model"] for r in fake_openai.requests] == ["from-env"] * 4
+    shown = json.loads(shared_daemon.cli("runs", "show", run["id"], "--json").stdout)
+    assert [(k["kind"], k["model"]) for k in shown["children"]] == [
+        ("plan", "openai/from-env"),
+        ("implement", "openai/from-env"),
+        ("critic", "openai/from-env"),
+    ]
 
 
 def test_revise_twice_then_escalate_to_a_human(

@@ -216,10 +216,13 @@ class NodeRegistry:
         self.state = nodes_repo.UP
 
     def _gone(self, row: dict[str, Any]) -> bool:
-        """Whether the live-looking holder of our id is known to be dead: on SQLite (one
-        machine) a pid of this host that no longer runs. On PostgreSQL a host name may repeat
-        across machines (containers), so only the lease's expiry frees the id."""
-        if self.store.is_postgres or row["host"] != self.host:
+        """Whether the live-looking holder of our id is known to be dead: a pid of this host
+        that no longer runs. A daemon restarted after a crash (a supervisor's ``kill -9`` and
+        restart) takes its id back at once instead of waiting out the lease; a holder on
+        another host is only freed by the lease's expiry. The default id carries a suffix
+        kept in the state dir, so two machines of one host name (containers) do not share one
+        unless told to (``--node-id``; ADR 0028)."""
+        if row["host"] != self.host:
             return False
         pid = int(row["pid"])
         return pid != os.getpid() and not pid_alive(pid)

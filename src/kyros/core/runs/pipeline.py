@@ -85,6 +85,7 @@ class PipelineExecutor(RunExecutor):
             agent=None if kind != "implement" else run["agent"],
             params=params,
             parent_id=run["id"],
+            choices=_client_settings(run),
         )
         async with ctx.store.write() as conn:
             await ctx.fence(conn)
@@ -207,6 +208,7 @@ class PipelineExecutor(RunExecutor):
             internal=internal,
             escalation=stronger,
             served=(last["model"], last.get("api_base")),
+            choices=_client_settings(run),
         )
         async with ctx.store.write() as conn:
             await ctx.fence(conn)
@@ -250,6 +252,14 @@ def _explicit(run: dict[str, Any]) -> tuple[str | None, str | None]:
         # A pipeline queued before choices were recorded goes on as it began.
         return run["model"], run.get("api_base")
     return None, None
+
+
+def _client_settings(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings the client sent with the pipeline (``KYROS_MODEL``, a trusted project
+    file: ADR 0017): each stage chooses with them as the pipeline did, so they stand where the
+    daemon's ``model`` and ``api_base`` would — below the stage's agent and role."""
+    settings = (run.get("params") or {}).get("client_settings")
+    return dict(settings) if isinstance(settings, dict) else None
 
 
 async def _step(

@@ -162,7 +162,13 @@ class RunService:
                 agent=agent_name,
                 model=resolved.name,
                 api_base=resolved.api_base,
-                params={**params, **(internal or {}), "model_choice": choice.record()},
+                params={
+                    **params,
+                    **(internal or {}),
+                    "model_choice": choice.record(),
+                    # Kept for the runs this one makes (a pipeline's stages): they choose as it did.
+                    **({"client_settings": {**choices, "sources": sources}} if choices else {}),
+                },
                 parent_id=parent_id,
                 thread_id=thread_id,
             )
