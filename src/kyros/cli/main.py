@@ -142,8 +142,6 @@ def completion(
 def run() -> None:
     """Console-script entry: run the app; every failure is reported by ``kyros.cli.report``
     (text on stderr, a JSON document on stdout with ``--json``) and ends with its exit code."""
-    from kyros.cli.report import report
-
     try:
         code = app(standalone_mode=False)
         if isinstance(code, int) and code:
@@ -155,7 +153,9 @@ def run() -> None:
         sys.exit(130)
     except Exception as exc:
         # Typer vendors click (typer._click); its usage errors derive from TyperException and
-        # are the user's, like a KyrosError: reported, never a traceback.
+        # are the user's, like a KyrosError: reported, never a traceback. The reporter is
+        # imported here, not above: `kyros --help` and every command that succeeds skip it.
+        from kyros.cli.report import report
         from kyros.errors import KyrosError
 
         usage = isinstance(exc, typer.TyperException) and callable(getattr(exc, "show", None))
