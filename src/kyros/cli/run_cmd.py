@@ -166,6 +166,34 @@ def exit_code(run: dict[str, Any], fail_under: int | None = None) -> int:
     return ExitCode.OK
 
 
+def _start_goal(
+    kind: str,
+    goal: str,
+    workspace: Path,
+    *,
+    model: str | None,
+    api_base: str | None,
+    agent: str | None,
+    continue_run: str | None,
+    budget: float | None,
+    detach: bool,
+    json_out: bool,
+    jsonl: bool,
+) -> None:
+    """Start a run that takes a goal and only the common options: plan, a plugin's kind."""
+    root = _workspace(workspace)
+    body = {
+        "goal": _read_goal(goal),
+        "workspace": str(root),
+        "model": model,
+        "api_base": api_base,
+        "agent": agent,
+        "continue_run": continue_run,
+        "budget": budget,
+    }
+    _start(kind, body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+
+
 @app.command("plan")
 def plan(
     goal: Goal,
@@ -192,17 +220,19 @@ def plan(
 
       kyros run plan "…" --model openai/qwen2.5-coder --api-base http://127.0.0.1:11434/v1
     """
-    root = _workspace(workspace)
-    body = {
-        "goal": _read_goal(goal),
-        "workspace": str(root),
-        "model": model,
-        "api_base": api_base,
-        "agent": agent,
-        "continue_run": continue_run,
-        "budget": budget,
-    }
-    _start("plan", body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+    _start_goal(
+        "plan",
+        goal,
+        workspace,
+        model=model,
+        api_base=api_base,
+        agent=agent,
+        continue_run=continue_run,
+        budget=budget,
+        detach=detach,
+        json_out=json_out,
+        jsonl=jsonl,
+    )
 
 
 @app.command("implement")
@@ -467,14 +497,16 @@ def custom(
 
       kyros run custom summarize "what does this repository do?"
     """
-    root = _workspace(workspace)
-    body = {
-        "goal": _read_goal(goal),
-        "workspace": str(root),
-        "model": model,
-        "api_base": api_base,
-        "agent": agent,
-        "continue_run": continue_run,
-        "budget": budget,
-    }
-    _start(kind, body, root=root, detach=detach, json_out=json_out, jsonl=jsonl)
+    _start_goal(
+        kind,
+        goal,
+        workspace,
+        model=model,
+        api_base=api_base,
+        agent=agent,
+        continue_run=continue_run,
+        budget=budget,
+        detach=detach,
+        json_out=json_out,
+        jsonl=jsonl,
+    )
