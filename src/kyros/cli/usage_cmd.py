@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from kyros.cli.state import client, print_json
+from kyros.client.cost_words import group_cost, money
 from kyros.protocol import UsageBy
 
 app = typer.Typer(
@@ -51,20 +52,6 @@ def resolve_when(value: str | None, option: str, now: datetime | None = None) ->
         ) from None
     aware = instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
     return aware.isoformat()
-
-
-def _money(value: float | None) -> str:
-    return "unknown" if value is None else f"${value:.4f}"
-
-
-def _group_cost(group: dict[str, Any]) -> str:
-    """Known costs summed; calls of unknown cost said apart, never added as $0."""
-    unknown = int(group.get("unknown_cost_calls") or 0)
-    if not unknown:
-        return _money(group["cost"])
-    if unknown >= group["calls"]:
-        return "unknown"
-    return f"{_money(group['cost'])} + unknown"
 
 
 def _count(value: int) -> str:
@@ -125,7 +112,7 @@ def _print_report(report: dict[str, Any]) -> None:
             _count(group["tokens_in"]),
             _count(group["tokens_out"]),
             _count(group["cached_tokens"]),
-            _group_cost(group),
+            group_cost(group),
             *([_count(int(group.get("unknown_cost_calls") or 0))] if unpriced else []),
             _ms(group["latency_ms_avg"]),
         ]
@@ -177,7 +164,7 @@ def _print_calls(calls: list[dict[str, Any]]) -> None:
             call["outcome"],
             _count(call["tokens_in"]),
             _count(call["tokens_out"]),
-            _money(call["cost"]),
+            money(call["cost"]),
             _ms(call["latency_ms"]),
             *([call.get("cost_source") or "-"] if sources else []),
             call.get("run_id") or "",

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from kyros.client.cost_words import group_cost, money
 from kyros.errors import DaemonUnreachable, KyrosError
 from kyros.sanitize import clean_text, one_line
 from kyros.tui.connection import Connection
@@ -42,21 +43,6 @@ WIDE = 110
 GROUPINGS = ("model", "run")
 #: Counts up to this are written whole (``12,345``); above it in thousands (``123k``).
 WHOLE_UP_TO = 99_999
-
-
-def money(value: float | None) -> str:
-    """``$0.0421``; ``unknown`` for a cost that is not known (never ``$0``)."""
-    return "unknown" if value is None else f"${value:.4f}"
-
-
-def group_cost(group: dict[str, Any]) -> str:
-    """A group's known cost; its calls of unknown cost are said apart, never added as $0."""
-    unknown = int(group.get("unknown_cost_calls") or 0)
-    if not unknown:
-        return money(group["cost"])
-    if unknown >= group["calls"]:
-        return "unknown"
-    return f"{money(group['cost'])} + unknown"
 
 
 def count(value: int) -> str:
