@@ -7,6 +7,7 @@ runs and the ledger shows its cost as unknown, never as $0."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ def _start(daemon_env: dict[str, str], **extra: Any) -> Daemon:
     for key, value in extra.items():
         env[key] = json.dumps(value) if isinstance(value, dict) else str(value)
     return start_daemon(env)
+
+
+def _plan_unpriced(
+    d: Daemon, workspace: Path, srv: FakeOpenAI, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """`kyros run plan x` with the model no price list knows, at the fake server."""
+    plan = ("run", "plan", "x", "-w", str(workspace))
+    return d.cli(*plan, "--model", UNPRICED, "--api-base", srv.url, *flags)
 
 
 def _turns(n: int) -> list[Reply]:
@@ -183,18 +192,7 @@ def test_without_a_cap_an_unpriced_call_runs_and_usage_shows_its_cost_as_unknown
     fake_openai.enqueue(Reply(text=json.dumps(VALID_PLAN), completion_tokens=500))
     d = _start(daemon_env)
     try:
-        out = d.cli(
-            "run",
-            "plan",
-            "x",
-            "-w",
-            str(workspace),
-            "--model",
-            UNPRICED,
-            "--api-base",
-            fake_openai.url,
-            "--json",
-        )
+        out = _plan_unpriced(d, workspace, fake_openai, "--json")
         assert out.returncode == 0, out.stdout + out.stderr
         run = json.loads(out.stdout)
         report = json.loads(d.cli("usage", "--by", "model", "--json").stdout)
@@ -221,18 +219,7 @@ def test_a_loopback_server_is_free_by_default_and_calls_under_a_cap(
     env = {**daemon_env, "OPENAI_API_KEY": OPENAI_KEY, "KYROS_BUDGET_DAY": "1"}
     d = start_daemon(env)
     try:
-        out = d.cli(
-            "run",
-            "plan",
-            "x",
-            "-w",
-            str(workspace),
-            "--model",
-            UNPRICED,
-            "--api-base",
-            fake_openai.url,
-            "--json",
-        )
+        out = _plan_unpriced(d, workspace, fake_openai, "--json")
         calls = json.loads(d.cli("usage", "--calls", "--json").stdout)
     finally:
         d.stop()
@@ -265,18 +252,7 @@ def test_a_call_in_flight_when_the_daemon_is_killed_is_in_the_ledger_as_lost(
         env = kyros_env(xdg, KYROS_DATABASE_URL=url, **FAST_QUEUE)
         first = _start(env, **extra)
         try:
-            out = first.cli(
-                "run",
-                "plan",
-                "x",
-                "-w",
-                str(workspace),
-                "--model",
-                UNPRICED,
-                "--api-base",
-                fake_openai.url,
-                "--detach",
-            )
+            out = _plan_unpriced(first, workspace, fake_openai, "--detach")
             assert out.returncode == 0, out.stderr
             run_id = out.stdout.strip()
             deadline = time.monotonic() + 60
